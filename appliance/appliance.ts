@@ -1,0 +1,225 @@
+// Runs in the appliance's main thread: builds the appliance from its configuration in a fixed
+// order (store, directory, routes, workers, dispatcher, HTTP) and tears it down in reverse.
+
+import { readFileSync } from 'node:fs'
+import { extname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Piscina } from 'piscina'
+import type { Logger } from 'pino'
+import type { FastifyInstance } from 'fastify'
+import { type Config, senderAddress } from './config.js'
+import { openStore, type Store } from './store/store.js'
+import type { AddressVault } from './store/address-vault.js'
+import { Directory } from './directory.js'
+import { RouteTable } from './route-table.js'
+import { BroadcastBook, type Broadcast, type BroadcastInput } from './broadcasts.js'
+import { Dispatcher } from './dispatcher.js'
+import { countLedger, type LedgerCounts } from './ledger.js'
+import { createLogger } from './logger.js'
+import { MimamoriError } from './errors.js'
+import type { BroadcastContent } from '../workers/message-template.js'
+import { buildServer } from '../control-plane/server.js'
+import type { WorkerSetup } from '../workers/send-worker.js'
+
+export interface BroadcastReport {
+  id: number
+  organisationId: string
+  subject: string
+  priority: Broadcast['priority']
+  status: Broadcast['status']
+  submittedAt: string
+  completedAt?: string
+  total: number
+  excluded: number
+  counts: LedgerCounts['byState']
+  routes: LedgerCounts['byRoute']
+  firstAcceptedAt?: string
+  lastAcceptedAt?: string
+}
+
+export class Appliance {
+  http?: FastifyInstance
+
+  private constructor (
+    readonly config: Config,
+    readonly log: Logger,
+    readonly store: Store,
+    readonly vault: AddressVault,
+    readonly directory: Directory,
+    readonly routes: RouteTable,
+    readonly book: BroadcastBook,
+    readonly pool: Piscina,
+    readonly dispatcher: Dispatcher
+  ) {}
+
+  /** Opens the store, starts the workers and resumes every unfinished broadcast. */
+  static open (config: Config, options: { log?: Logger } = {}): Appliance {
+    const log = options.log ?? createLogger(config.log.level)
+    const { store, vault, created } = openStore(config.dataDir, config.keyFile)
+    const directory = new Directory(store, vault)
+    directory.ensureDefaultTopics()
+    const routes = new RouteTable(config)
+    const book = new BroadcastBook(store, directory, routes)
+    const pool = createPool(config, vault)
+
+    let appliance: Appliance | undefined
+    const dispatcher = new Dispatcher({
+      store, directory, book, routes, pool, config, log: log.child({ component: 'dispatcher' }),
+      contentFor: (b) => (appliance as Appliance).contentFor(b)
+    })
+    appliance = new Appliance(config, log, store, vault, directory, routes, book, pool, dispatcher)
+    const resumed = dispatcher.resumeUnfinished()
+    log.info({ dataDir: config.dataDir, created, resumed, routes: routes.targets.map((t) => t.name) },
+      'appliance opened')
+    return appliance
+  }
+
+  /** Starts the HTTP server on the configured address; resolves its base URL. */
+  async serve (): Promise<string> {
+    this.http = await buildServer(this)
+    const url = await this.http.listen({ host: this.config.http.host, port: this.config.http.port })
+    return url
+  }
+
+  /** Checks, freezes and starts a broadcast. */
+  submit (input: BroadcastInput): Broadcast {
+    const broadcast = this.book.submit(input)
+    this.log.info({
+      broadcast: broadcast.id, organisation: broadcast.organisationId, priority: broadcast.priority,
+      total: broadcast.total, excluded: broadcast.excluded, createdBy: broadcast.createdBy
+    }, 'broadcast submitted')
+    this.dispatcher.add(broadcast)
+    return broadcast
+  }
+
+  report (id: number): BroadcastReport {
+    const broadcast = this.book.get(id)
+    const live = this.dispatcher.live(id)
+    const counts = live?.counts ?? broadcast.finalCounts ?? countLedger(this.store, id, broadcast.routes)
+    const report: BroadcastReport = {
+      id,
+      organisationId: broadcast.organisationId,
+      subject: broadcast.subject,
+      priority: broadcast.priority,
+      status: broadcast.status,
+      submittedAt: broadcast.submittedAt,
+      total: broadcast.total,
+      excluded: broadcast.excluded,
+      counts: counts.byState,
+      routes: counts.byRoute
+    }
+    if (broadcast.completedAt !== undefined) report.completedAt = broadcast.completedAt
+    const first = live?.firstAcceptedAt ?? broadcast.firstAcceptedAt
+    const last = live?.lastAcceptedAt ?? broadcast.lastAcceptedAt
+    if (first !== undefined) report.firstAcceptedAt = new Date(first).toISOString()
+    if (last !== undefined) report.lastAcceptedAt = new Date(last).toISOString()
+    return report
+  }
+
+  pause (id: number): Broadcast {
+    const broadcast = this.requireStatus(id, ['sending'], 'pause')
+    this.dispatcher.pause(id)
+    return this.book.update(broadcast.id, { status: 'paused' })
+  }
+
+  resume (id: number): Broadcast {
+    const broadcast = this.requireStatus(id, ['paused'], 'resume')
+    const updated = this.book.update(broadcast.id, { status: 'sending' })
+    this.dispatcher.resume(id)
+    return updated
+  }
+
+  cancel (id: number): Broadcast {
+    this.requireStatus(id, ['sending', 'paused'], 'cancel')
+    this.dispatcher.cancel(id)
+    return this.book.get(id)
+  }
+
+  private requireStatus (id: number, allowed: Array<Broadcast['status']>, action: string): Broadcast {
+    const broadcast = this.book.get(id)
+    if (!allowed.includes(broadcast.status)) {
+      throw new MimamoriError('MIMAMORI_CONFLICT', `a ${broadcast.status} broadcast cannot ${action}`)
+    }
+    return broadcast
+  }
+
+  /** What the workers need to render every message of a broadcast. */
+  contentFor (broadcast: Broadcast): BroadcastContent {
+    const org = this.directory.organisation(broadcast.organisationId)
+    const organisation: BroadcastContent['organisation'] = { name: org.name, postalAddress: org.postalAddress }
+    if (org.phone !== undefined) organisation.phone = org.phone
+    return {
+      broadcastId: String(broadcast.id),
+      subject: broadcast.subject,
+      body: broadcast.body,
+      fromName: org.name,
+      fromAddress: senderAddress(this.config),
+      organisation,
+      mailDomain: this.config.mailDomain,
+      baseUrl: this.config.publicBaseUrl.replace(/\/+$/, ''),
+      priority: broadcast.priority
+    }
+  }
+
+  /** Waits for a broadcast to finish (tests, the CLI); resolves its final report. */
+  async finished (id: number): Promise<BroadcastReport> {
+    const done = (): boolean => ['done', 'cancelled'].includes(this.book.get(id).status)
+    if (!done()) {
+      await new Promise<void>((resolve) => {
+        const listener = (b: Broadcast): void => {
+          if (b.id !== id) return
+          this.dispatcher.off('finished', listener)
+          resolve()
+        }
+        this.dispatcher.on('finished', listener)
+      })
+    }
+    return this.report(id)
+  }
+
+  async close (): Promise<void> {
+    await this.http?.close()
+    await this.dispatcher.stop()
+    await this.pool.destroy()
+    await this.store.close()
+    this.log.info('appliance closed')
+  }
+}
+
+function createPool (config: Config, vault: AddressVault): Piscina {
+  const setup: WorkerSetup = {
+    masterKey: vault.masterKey,
+    workers: config.delivery.workers,
+    heloName: config.mailDomain
+  }
+  if (config.dkim !== undefined) {
+    setup.dkim = {
+      domain: config.dkim.domain,
+      selector: config.dkim.selector,
+      privateKeyPem: readDkimKey(config.dkim.keyFile)
+    }
+  }
+  return new Piscina({
+    filename: workerFile(),
+    minThreads: config.delivery.workers,
+    maxThreads: config.delivery.workers,
+    concurrentTasksPerWorker: 64,
+    idleTimeout: Number.MAX_SAFE_INTEGER,
+    workerData: setup
+  })
+}
+
+function readDkimKey (file: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new MimamoriError('MIMAMORI_DKIM_KEY_INVALID', `cannot read the DKIM key ${file}`, { cause: err })
+  }
+}
+
+// From source (tests) the worker is the .ts file beside the compiled path; tap's loader follows
+// the thread, since workers inherit the parent's execArgv.
+function workerFile (): string {
+  const ext = extname(fileURLToPath(import.meta.url))
+  return fileURLToPath(new URL(`../workers/send-worker${ext}`, import.meta.url))
+}

@@ -1,0 +1,82 @@
+// Runs in the appliance's main thread: the pages a recipient reaches from their own message —
+// unsubscribe (a page, and the RFC 8058 one-click POST) and read confirmation. Phone-sized, no
+// JavaScript; they act on the signed token in the URL, never on an address.
+
+import type { FastifyPluginAsync, FastifyReply } from 'fastify'
+import type { Appliance } from '../appliance/appliance.js'
+import { confirmRead, optOut, recipientOf } from '../appliance/recipient-actions.js'
+
+interface TokenParams { token: string }
+
+export function publicPages (appliance: Appliance): FastifyPluginAsync {
+  return async (app) => {
+    // RFC 8058: the one-click POST may come with any body and content type; it is not read.
+    app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: 64 * 1024 }, (_req, _body, done) => { done(null, null) })
+    app.removeContentTypeParser(['application/json', 'text/plain'])
+    app.addContentTypeParser(['application/json', 'text/plain'], { parseAs: 'buffer', bodyLimit: 64 * 1024 },
+      (_req, _body, done) => { done(null, null) })
+
+    app.get<{ Params: TokenParams }>('/u/:token', async (request, reply) => {
+      const context = recipientOf(appliance, request.params.token)
+      if (context === undefined) return await invalid(reply)
+      return await page(reply, '配信停止 / Unsubscribe', `
+        <p>${escapeHtml(context.organisationName)} からのメールを停止します。</p>
+        <p class="en">Stop mail from ${escapeHtml(context.organisationName)}.</p>
+        <form method="post"><button type="submit">配信を停止する / Stop</button></form>`)
+    })
+
+    app.post<{ Params: TokenParams }>('/u/:token', async (request, reply) => {
+      const context = recipientOf(appliance, request.params.token)
+      if (context === undefined) return await invalid(reply)
+      optOut(appliance, context, request.headers['content-type'] === 'application/x-www-form-urlencoded' ? 'web' : 'one-click')
+      return await page(reply, '配信を停止しました / Unsubscribed', `
+        <p>${escapeHtml(context.organisationName)} からのメールを停止しました。</p>
+        <p class="en">You will receive no more mail from ${escapeHtml(context.organisationName)}.</p>`)
+    })
+
+    app.get<{ Params: TokenParams }>('/r/:token', async (request, reply) => {
+      const context = recipientOf(appliance, request.params.token)
+      if (context === undefined) return await invalid(reply)
+      return await page(reply, '開封確認 / Read confirmation', `
+        <p><strong>${escapeHtml(context.broadcast.subject)}</strong></p>
+        <p>${escapeHtml(context.organisationName)}</p>
+        <form method="post"><button type="submit">確認しました / I have read this</button></form>`)
+    })
+
+    // Confirmation is a deliberate tap (POST): mail apps and scanners fetch links (GET) on their own.
+    app.post<{ Params: TokenParams }>('/r/:token', async (request, reply) => {
+      const context = recipientOf(appliance, request.params.token)
+      if (context === undefined) return await invalid(reply)
+      confirmRead(appliance, context)
+      return await page(reply, 'ありがとうございました / Thank you', `
+        <p>「${escapeHtml(context.broadcast.subject)}」の確認を受け付けました。</p>
+        <p class="en">Your confirmation has been recorded.</p>`)
+    })
+  }
+}
+
+async function invalid (reply: FastifyReply): Promise<FastifyReply> {
+  void reply.code(404)
+  return await page(reply, 'リンクが無効です / Invalid link', `
+    <p>このリンクは無効です。メールに書かれたリンクをもう一度開いてください。</p>
+    <p class="en">This link is not valid. Please open the link in your message again.</p>`)
+}
+
+async function page (reply: FastifyReply, title: string, body: string): Promise<FastifyReply> {
+  void reply.header('content-type', 'text/html; charset=utf-8')
+    .header('cache-control', 'no-store')
+    .header('referrer-policy', 'no-referrer')
+    .header('x-content-type-options', 'nosniff')
+    .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+  return await reply.send(`<!doctype html>
+<html lang="ja"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)}</title>
+<style>body{font-family:sans-serif;max-width:32rem;margin:1rem auto;padding:0 1rem;line-height:1.6}
+button{font-size:1.1rem;padding:.8rem 1.2rem;width:100%}.en{color:#555;font-size:.9rem}</style>
+</head><body><h1>${escapeHtml(title)}</h1>${body}</body></html>`)
+}
+
+export function escapeHtml (text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+}

@@ -1,0 +1,115 @@
+// Runs in a Piscina worker thread: renders one personal message per recipient from a cached
+// per-broadcast template, signs it, and sends it over pooled SMTP connections kept per route.
+// It reports one outcome per recipient and decides nothing about retries or suppression.
+
+import { workerData } from 'node:worker_threads'
+import { promises as dns } from 'node:dns'
+import nodemailer, { type Transporter } from 'nodemailer'
+import { AddressVault } from '../appliance/store/address-vault.js'
+import { makeToken } from '../appliance/recipient-token.js'
+import type { RouteTarget } from '../appliance/route-table.js'
+import { MessageTemplate, type BroadcastContent } from './message-template.js'
+import { DkimSigner } from './dkim-signer.js'
+import { accepted, classifyFailure, type Outcome } from './smtp-outcome.js'
+
+export interface WorkerSetup {
+  masterKey: Uint8Array
+  /** each worker's share of a route's connections */
+  workers: number
+  /** the name we give in EHLO: our mail domain */
+  heloName: string
+  dkim?: { domain: string, selector: string, privateKeyPem: string }
+}
+
+export interface SendTask {
+  route: RouteTarget
+  broadcastId: number
+  content: BroadcastContent
+  recipients: Array<{ seq: number, sealed: Uint8Array }>
+}
+
+const setup = workerData as WorkerSetup
+const vault = new AddressVault(Buffer.from(setup.masterKey))
+const signer = setup.dkim === undefined ? undefined : new DkimSigner({
+  domain: setup.dkim.domain, selector: setup.dkim.selector, privateKey: setup.dkim.privateKeyPem
+})
+const templates = new Map<number, MessageTemplate>()
+const transports = new Map<string, Transporter>()
+const mxCache = new Map<string, { host: string, until: number }>()
+
+export default async function send (task: SendTask): Promise<Outcome[]> {
+  const template = templateFor(task)
+  return await Promise.all(task.recipients.map(async (r) => await sendOne(task.route, task.broadcastId, template, r)))
+}
+
+async function sendOne (
+  route: RouteTarget, broadcastId: number, template: MessageTemplate, r: SendTask['recipients'][number]
+): Promise<Outcome> {
+  try {
+    const contact = JSON.parse(vault.open(r.sealed)) as { a: string }
+    const message = template.render({ to: contact.a, token: makeToken(vault, { broadcastId, seq: r.seq }) })
+    const transport = await transportFor(route, contact.a)
+    const info = await transport.sendMail({
+      envelope: { from: message.envelopeFrom, to: [message.to] },
+      raw: message.raw
+    })
+    if (info.rejected.length > 0) return classifyFailure(r.seq, info.rejectedErrors?.[0])
+    return accepted(r.seq, info.response)
+  } catch (err) {
+    return classifyFailure(r.seq, err)
+  }
+}
+
+function templateFor (task: SendTask): MessageTemplate {
+  let template = templates.get(task.broadcastId)
+  if (template === undefined) {
+    template = new MessageTemplate(task.content, signer === undefined ? {} : { signer })
+    templates.set(task.broadcastId, template)
+    if (templates.size > 32) templates.delete(templates.keys().next().value as number)
+  }
+  return template
+}
+
+async function transportFor (route: RouteTarget, address: string): Promise<Transporter> {
+  const host = route.mode === 'mx' ? await mxHost(address.slice(address.lastIndexOf('@') + 1)) : route.host
+  const key = `${route.name}|${host ?? ''}|${route.port}`
+  let transport = transports.get(key)
+  if (transport === undefined) {
+    transport = nodemailer.createTransport({
+      pool: true,
+      host,
+      port: route.port,
+      secure: false,
+      maxConnections: Math.max(1, Math.floor(route.maxConnections / setup.workers)),
+      maxMessages: route.recipientsPerSession,
+      connectionTimeout: route.connectTimeoutSeconds * 1000,
+      greetingTimeout: route.connectTimeoutSeconds * 1000,
+      socketTimeout: 60_000,
+      name: setup.heloName,
+      logger: false
+    })
+    transports.set(key, transport)
+  }
+  return transport
+}
+
+// Direct delivery: the domain's best MX (lowest preference), cached for ten minutes; a domain
+// without MX records takes its own name (RFC 5321 5.1).
+async function mxHost (domain: string): Promise<string> {
+  const cached = mxCache.get(domain)
+  if (cached !== undefined && cached.until > Date.now()) return cached.host
+
+  let host = domain
+  try {
+    const records = await dns.resolveMx(domain)
+    records.sort((a, b) => a.priority - b.priority)
+    host = records[0]?.exchange ?? domain
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    // A domain that does not exist is a dead address, not a passing failure.
+    if (code === 'ENOTFOUND') throw Object.assign(new Error('5.1.2 host not found'), { responseCode: 550, response: '550 5.1.2 host not found' })
+    if (code !== 'ENODATA') throw err
+  }
+  mxCache.set(domain, { host, until: Date.now() + 600_000 })
+  return host
+}
