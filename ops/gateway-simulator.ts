@@ -387,7 +387,6 @@ export class GatewaySimulator extends EventEmitter<{ message: [ReceivedMessage] 
     callback: (err?: Error | null, message?: string) => void
   ): void {
     const connection = this.open.get(session.id)
-    console.error('DBG', session.id, session.remotePort, !!connection, !!connection?.socket, connection?.accepted, [...this.sockets.keys()])
     if (stream.sizeExceeded) {
       this.counters.oversized++
       callback(smtpReply(552, '5.3.4 Message too big for the gateway'))

@@ -88,9 +88,26 @@ async function transportFor (route: RouteTarget, address: string): Promise<Trans
       name: setup.heloName,
       logger: false
     })
+    keepEnvelopeVerbatim(transport)
     transports.set(key, transport)
   }
   return transport
+}
+
+// Known shortcoming: nodemailer parses the envelope with its address parser, which drops the
+// quotes of a quoted local part, and then sends RCPT TO:<taro..yamada.@docomo.ne.jp> — a
+// syntax error that strict gateways refuse. Cause: no option to pass the envelope verbatim.
+// Quick fix: a 'stream' plugin makes the message report the envelope exactly as we gave it.
+// Proper fix: such an option upstream, or our own SMTP client on nodemailer's SMTPConnection.
+function keepEnvelopeVerbatim (transport: Transporter): void {
+  transport.use('stream', (mail, done) => {
+    const given = mail.data.envelope as { from: string, to: string[] } | undefined
+    if (given !== undefined) {
+      const message = mail.message as unknown as { getEnvelope: () => { from: string, to: string[] } }
+      message.getEnvelope = () => ({ from: given.from, to: given.to })
+    }
+    done()
+  })
 }
 
 // Direct delivery: the domain's best MX (lowest preference), cached for ten minutes; a domain

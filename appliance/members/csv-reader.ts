@@ -286,6 +286,10 @@ function brokenReason (err: CsvError): string {
     return 'A double quote (") on this line opens a field that is not closed properly, so the ' +
       'line was not read; the lines after it were.'
   }
+  if (err.code === 'CSV_MAX_RECORD_SIZE') {
+    return 'A record starting on this line runs past 128,000 characters, most likely from a ' +
+      'double quote (") that is never closed, so the line was not read; the lines after it were.'
+  }
   return `The line is not valid CSV (${err.code}), so it was not read.`
 }
 

@@ -41,13 +41,20 @@ async function connect (t: Test, port: number): Promise<SMTPConnection> {
   return connection
 }
 
+/** Sends on a bare connection; a connection that ends without a reply fails the send too. */
 function sendRaw (
   connection: SMTPConnection,
   to: string[],
   body = 'Subject: test\r\n\r\nhello\r\n'
 ): Promise<SMTPConnection.SentMessageInfo> {
   return new Promise((resolve, reject) => {
-    connection.send({ from: FROM, to }, body, (err, info) => (err ? reject(err) : resolve(info)))
+    const onEnd = (): void => reject(new Error('the connection ended without a reply'))
+    connection.once('end', onEnd)
+    connection.send({ from: FROM, to }, body, (err, info) => {
+      connection.off('end', onEnd)
+      if (err) reject(err)
+      else resolve(info)
+    })
   })
 }
 
