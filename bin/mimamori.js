@@ -1,3 +1,5 @@
 #!/usr/bin/env node
 // The package's command: runs the compiled CLI (built by `npm run build`, which `npm ci` runs).
-import '../dist/ops/cli.js'
+import { run } from '../dist/ops/cli.js'
+
+run(process.argv.slice(2))

@@ -72,6 +72,6 @@ async function main (): Promise<void> {
 main().catch(async (error: unknown) => {
   const message = error instanceof Error ? error.message : String(error)
   if (process.send === undefined) process.stderr.write(`gateway simulators: ${message}\n`)
-  await reply({ type: 'error', message })
+  else await reply({ type: 'error', message })
   await stopAndExit(1)
 })

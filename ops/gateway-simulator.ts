@@ -11,29 +11,27 @@
 //   blocked...            550 5.7.1 refused by the carrier's domain filter
 //   anything else         accepted
 //
+// Rules come first, in order; a recipient no rule refuses may then be refused at random
+// (deferRate, rejectRate). A quoted legacy recipient ("taro..yamada."@docomo.ne.jp) is accepted
+// and recorded with its quotes; requireQuotedLocalParts refuses the same address sent unquoted.
 // The hot path only moves counters: a message body is drained, never kept, unless keepMessages.
 
 import { EventEmitter } from 'node:events'
 import type { AddressInfo, Socket } from 'node:net'
 import { SMTPServer } from 'smtp-server'
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server'
+import { RecipientRules } from './simulator-rules.js'
+import type { SimulatorRule } from './simulator-rules.js'
 
-export interface SimulatorRule {
-  /** regular expression source tested (case-insensitive) against the recipient as received */
-  match: string
-  /** SMTP reply code to answer at RCPT TO (e.g. 421, 451, 452, 550, 552) */
-  code: number
-  /** reply text, e.g. '5.1.1 User unknown'; a default per code when absent */
-  message?: string
-  /** answer this only the first N times for a given recipient, then let it through */
-  times?: number
-}
+export { DEFAULT_RULES } from './simulator-rules.js'
+export type { SimulatorRule } from './simulator-rules.js'
 
 export interface GatewaySimulatorOptions {
   name?: string
   host?: string
   port?: number
-  rules?: SimulatorRule[]
+  /** replace DEFAULT_RULES; [] answers every recipient by the random rates alone */
+  rules?: readonly SimulatorRule[]
   /** 0..1: fraction of recipients answered 451 4.3.0 at random (seeded) */
   deferRate?: number
   /** 0..1: fraction of recipients answered 550 5.1.1 at random (seeded) */
@@ -48,6 +46,8 @@ export interface GatewaySimulatorOptions {
   /** keep each message's raw bytes in `received` (tests only) */
   keepMessages?: boolean
   maxMessageBytes?: number
+  /** answer 553 5.1.3 to a local part like `taro..yamada.` sent unquoted, as a strict gateway */
+  requireQuotedLocalParts?: boolean
 }
 
 export interface ReceivedMessage {
@@ -94,35 +94,7 @@ export interface SimulatorStats {
   lastAcceptedAt: number | null
 }
 
-/** The rules in force when `rules` is not given; spread them to extend rather than replace. */
-export const DEFAULT_RULES: readonly SimulatorRule[] = Object.freeze([
-  { match: '^"?busy', code: 421, message: '4.7.0 Too many messages, try again later' },
-  { match: '^"?tempfail', code: 451, message: '4.3.0 Temporary failure, try again later' },
-  { match: '^"?full', code: 452, message: '4.2.2 Mailbox full' },
-  { match: '^"?(unknown|permfail)', code: 550, message: '5.1.1 User unknown' },
-  { match: '^"?blocked', code: 550, message: '5.7.1 Rejected by the recipient\'s domain filter' }
-])
-
-const DEFAULT_TEXT: Record<number, string> = {
-  421: '4.7.0 Try again later, closing connection',
-  450: '4.2.1 Mailbox unavailable, try again later',
-  451: '4.3.0 Temporary failure, try again later',
-  452: '4.2.2 Mailbox full',
-  550: '5.1.1 User unknown',
-  552: '5.2.2 Mailbox full',
-  553: '5.1.3 Bad recipient address',
-  554: '5.7.1 Transaction failed'
-}
-
 const DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
-
-interface CompiledRule {
-  index: number
-  pattern: RegExp
-  code: number
-  message: string
-  times: number | undefined
-}
 
 interface ConnectionState {
   socket: Socket | undefined
@@ -154,51 +126,17 @@ function smtpReply (code: number, message: string): Error & { responseCode: numb
   return Object.assign(new Error(message), { responseCode: code })
 }
 
-function defaultText (code: number): string {
-  return DEFAULT_TEXT[code] ?? (code < 500 ? '4.0.0 Temporary failure' : '5.0.0 Permanent failure')
-}
-
-function compileRules (rules: readonly SimulatorRule[]): CompiledRule[] {
-  return rules.map((rule, index) => {
-    if (!Number.isInteger(rule.code) || rule.code < 400 || rule.code > 599) {
-      throw new RangeError(`simulator rule ${index}: code ${rule.code} is not a 4xx or 5xx reply`)
-    }
-    const message = rule.message ?? defaultText(rule.code)
-    return { index, pattern: new RegExp(rule.match, 'i'), code: rule.code, message, times: rule.times }
-  })
-}
-
-function checkRate (name: string, value: number | undefined): number {
-  const rate = value ?? 0
-  if (!(rate >= 0 && rate <= 1)) throw new RangeError(`${name} must be between 0 and 1`)
-  return rate
-}
-
-/** mulberry32: small, fast and seedable, so a run with the same seed refuses the same ones. */
-function seededRandom (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let x = Math.imul(state ^ (state >>> 15), state | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 export class GatewaySimulator extends EventEmitter<{ message: [ReceivedMessage] }> {
   readonly name: string
   readonly received: ReceivedMessage[] = []
 
   private readonly options: GatewaySimulatorOptions
-  private readonly rules: CompiledRule[]
-  private readonly deferRate: number
-  private readonly rejectRate: number
-  private random: () => number
+  private readonly rules: RecipientRules
   private server: SMTPServer | undefined
+  private listeningPort = 0
   private counters = zeroCounters()
   private perRecipientCounts = new Map<string, number>()
   private duplicateCount = 0
-  private ruleHits = new Map<string, number>()
   private seq = 0
   // Keyed by the client's port: smtp-server hands its handlers a session, never the socket,
   // and dropAfterMessages and stop() need the socket itself.
@@ -209,15 +147,12 @@ export class GatewaySimulator extends EventEmitter<{ message: [ReceivedMessage] 
     super()
     this.options = options
     this.name = options.name ?? 'gateway'
-    this.rules = compileRules(options.rules ?? DEFAULT_RULES)
-    this.deferRate = checkRate('deferRate', options.deferRate)
-    this.rejectRate = checkRate('rejectRate', options.rejectRate)
-    this.random = seededRandom(options.seed ?? 1)
+    this.rules = new RecipientRules({ ...options, requireQuoting: options.requireQuotedLocalParts })
   }
 
+  /** The listening port; after stop(), the port it listened on. */
   get port (): number {
-    const address = this.server?.server.address() as AddressInfo | null | undefined
-    return address?.port ?? 0
+    return this.listeningPort
   }
 
   async start (): Promise<number> {
@@ -236,7 +171,8 @@ export class GatewaySimulator extends EventEmitter<{ message: [ReceivedMessage] 
         resolve()
       })
     })
-    return this.port
+    this.listeningPort = (server.server.address() as AddressInfo).port
+    return this.listeningPort
   }
 
   async stop (): Promise<void> {
@@ -280,10 +216,9 @@ export class GatewaySimulator extends EventEmitter<{ message: [ReceivedMessage] 
     this.counters.maxConcurrentConnections = this.open.size
     this.perRecipientCounts = new Map()
     this.duplicateCount = 0
-    this.ruleHits = new Map()
+    this.rules.reset()
     this.seq = 0
     this.received.length = 0
-    this.random = seededRandom(this.options.seed ?? 1)
   }
 
   private createServer (): SMTPServer {
@@ -296,7 +231,9 @@ export class GatewaySimulator extends EventEmitter<{ message: [ReceivedMessage] 
       disableReverseLookup: true,
       // The strict parser answers 501 to a local part with `..` or a trailing dot even when it
       // is quoted, yet carriers issued such addresses before 2009 and still take them quoted.
-      // The lenient parser keeps the address as written between < and >, quotes included.
+      // The lenient parser keeps the address as written between < and >, quotes included, but
+      // for two rewrites no carrier address needs: a source route is dropped and an xn-- domain
+      // is decoded to Unicode. It also skips the domain and length checks; a simulator can.
       lenientAddressParsing: true,
       size: this.options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
       onConnect: (session, callback) => callback(this.admit(session)),
@@ -330,37 +267,13 @@ export class GatewaySimulator extends EventEmitter<{ message: [ReceivedMessage] 
 
   /** The refusal for this recipient, or null to accept it. */
   private answerRecipient (address: SMTPServerAddress): Error | null {
-    const refusal = this.matchRule(address.address) ?? this.randomRefusal()
+    const refusal = this.rules.answer(address.address)
     if (refusal === undefined) return null
 
     if (refusal.code < 500) this.counters.deferred++
     else this.counters.rejected++
     // A 421 needs nothing more here: smtp-server ends the connection after sending any 421.
     return smtpReply(refusal.code, refusal.message)
-  }
-
-  private matchRule (recipient: string): CompiledRule | undefined {
-    for (const rule of this.rules) {
-      if (!rule.pattern.test(recipient)) continue
-      if (rule.times === undefined) return rule
-
-      const key = `${rule.index}\u0000${recipient}`
-      const hits = this.ruleHits.get(key) ?? 0
-      if (hits >= rule.times) continue
-      this.ruleHits.set(key, hits + 1)
-      return rule
-    }
-    return undefined
-  }
-
-  private randomRefusal (): { code: number, message: string } | undefined {
-    if (this.deferRate === 0 && this.rejectRate === 0) return undefined
-    const draw = this.random()
-    if (draw < this.deferRate) return { code: 451, message: DEFAULT_TEXT[451] as string }
-    if (draw < this.deferRate + this.rejectRate) {
-      return { code: 550, message: DEFAULT_TEXT[550] as string }
-    }
-    return undefined
   }
 
   private receive (

@@ -11,6 +11,7 @@ import type { RouteTarget } from '../appliance/route-table.js'
 import { MessageTemplate, type BroadcastContent } from './message-template.js'
 import { DkimSigner } from './dkim-signer.js'
 import { accepted, classifyFailure, type Outcome } from './smtp-outcome.js'
+import { noDelaySocket } from './smtp-socket.js'
 
 export interface WorkerSetup {
   masterKey: Uint8Array
@@ -86,8 +87,9 @@ async function transportFor (route: RouteTarget, address: string): Promise<Trans
       greetingTimeout: route.connectTimeoutSeconds * 1000,
       socketTimeout: 60_000,
       name: setup.heloName,
-      logger: false
-    })
+      logger: false,
+      getSocket: noDelaySocket(route.connectTimeoutSeconds * 1000)
+    } as Parameters<typeof nodemailer.createTransport>[0])
     keepEnvelopeVerbatim(transport)
     transports.set(key, transport)
   }

@@ -24,6 +24,14 @@ export interface MemberRow {
   contact?: 'first' | 'second'
 }
 
+export type RowErrorCode =
+  | 'missing-address' | 'bad-address' | 'non-ascii-address' | 'malformed-row'
+  | 'duplicate-conflict' | 'bad-language' | 'bad-contact'
+
+/**
+ * A record that was not imported; reason is a plain English sentence for the school. The code is
+ * a RowErrorCode from this reader; callers may add their own codes (hence string).
+ */
 export interface RowError { line: number, code: string, reason: string }
 
 export interface CsvReadResult {
@@ -47,6 +55,8 @@ const DEFAULT_MAX_ROWS = 100_000
 const HEADER_SEARCH_RECORDS = 5
 // Each broken record costs a re-parse of what follows it; a file this broken is not a roster.
 const MAX_MALFORMED = 1000
+// No member line comes near this; it stops an unclosed quote from swallowing the whole file.
+const MAX_RECORD_BYTES = 64 * 1024
 
 const HEADER_NAMES: Record<MemberField, string[]> = {
   address: ['メールアドレス', 'メール', 'メアド', 'アドレス', 'mail', 'email', 'e-mail',
@@ -61,7 +71,10 @@ const HEADER_NAMES: Record<MemberField, string[]> = {
   contact: ['連絡先順位', '連絡順位', 'contact']
 }
 
+// The usual codes are listed too, so most rows skip Intl.getCanonicalLocales.
 const LANGUAGE_NAMES: Record<string, string> = {
+  ja: 'ja', en: 'en', zh: 'zh', ko: 'ko', pt: 'pt', es: 'es', vi: 'vi', tl: 'tl', fil: 'fil',
+  ne: 'ne', id: 'id',
   日本語: 'ja', japanese: 'ja', jp: 'ja', 英語: 'en', english: 'en', 中国語: 'zh', chinese: 'zh',
   韓国語: 'ko', korean: 'ko', ポルトガル語: 'pt', portuguese: 'pt', スペイン語: 'es', spanish: 'es',
   ベトナム語: 'vi', vietnamese: 'vi', タガログ語: 'tl', tagalog: 'tl', フィリピン語: 'fil',
@@ -77,6 +90,7 @@ const PARSE_OPTIONS: Options = {
   relax_quotes: true,
   trim: true,
   skip_empty_lines: true,
+  max_record_size: MAX_RECORD_BYTES,
   // Explicit, so a file whose line ends were mixed by hand still splits at every one.
   record_delimiter: ['\r\n', '\n', '\r']
 }
@@ -84,14 +98,13 @@ const PARSE_OPTIONS: Options = {
 type RawRecord = { line: number, fields: string[] } | { line: number, broken: string }
 
 interface Header {
-  at: number
   index: Map<MemberField, number>
   columns: Partial<Record<MemberField, string>>
   ignored: string[]
 }
 
 class RowProblem extends Error {
-  constructor (readonly code: string, reason: string) {
+  constructor (readonly code: RowErrorCode, reason: string) {
     super(reason)
   }
 }
@@ -190,27 +203,9 @@ export function readMembersCsv (input: Buffer, options: CsvReadOptions = {}): Cs
 
   const { text, encoding } = decodeCsv(input)
   const delimiters = sniffDelimiters(text)
-  const records = parseRecords(Buffer.from(text, 'utf8'), delimiters)
-  const header = findHeader(records)
-  const body = records.slice(header.at + 1)
-  if (body.length > maxRows) {
-    throw unreadable('too-many-rows', `The file has ${body.length} records; at most ${maxRows} ` +
-      'are read at once. Split it into smaller files.')
-  }
-
-  const result: CsvReadResult = {
-    encoding,
-    delimiter: delimiters[0] ?? ',',
-    columns: header.columns,
-    ignoredColumns: header.ignored,
-    rows: [],
-    duplicates: [],
-    errors: [],
-    totalRecords: body.length
-  }
-  const byKey = new Map<string, MemberRow>()
-  for (const record of body) addRecord(result, byKey, record, header)
-  return result
+  const collector = new MemberCollector(maxRows)
+  parseRecords(Buffer.from(text, 'utf8'), delimiters, (record) => collector.add(record))
+  return { encoding, delimiter: delimiters[0] ?? ',', ...collector.finish() }
 }
 
 // The header line decides; when every following line lacks its delimiter but shares another
@@ -240,27 +235,26 @@ function countOutsideQuotes (line: string, char: string): number {
 // csv-parse's own line count drifts on CRLF inside quotes, and skip_records_with_error resumes
 // after whatever an unclosed quote swallowed; so lines come from byte offsets, and after a
 // broken record parsing starts again on the line below its first line.
-function parseRecords (data: Buffer, delimiters: CsvDelimiter[]): RawRecord[] {
+function parseRecords (data: Buffer, delimiters: CsvDelimiter[],
+  onRecord: (record: RawRecord) => void): void {
   const starts = lineStarts(data)
-  const records: RawRecord[] = []
   let offset = 0
   let broken = 0
   while (offset < data.length) {
-    const failure = parseFrom(data, offset, delimiters, starts, records)
+    const failure = parseFrom(data, offset, delimiters, starts, onRecord)
     if (failure === undefined) break
 
-    records.push(failure)
+    onRecord(failure)
     if (++broken > MAX_MALFORMED) {
       throw unreadable('malformed', `More than ${MAX_MALFORMED} lines are not valid CSV; the ` +
         'file is not a member list this reader understands.')
     }
     offset = starts[failure.line] ?? data.length
   }
-  return records
 }
 
 function parseFrom (data: Buffer, offset: number, delimiters: CsvDelimiter[], starts: number[],
-  records: RawRecord[]): { line: number, broken: string } | undefined {
+  onRecord: (record: RawRecord) => void): { line: number, broken: string } | undefined {
   let end = offset
   try {
     parse(data.subarray(offset), {
@@ -270,7 +264,7 @@ function parseFrom (data: Buffer, offset: number, delimiters: CsvDelimiter[], st
         const line = lineAt(starts, skipBlank(data, end))
         end = offset + context.bytes
         const trimmed = fields.map((field) => field.trim())
-        if (trimmed.some((field) => field !== '')) records.push({ line, fields: trimmed })
+        if (trimmed.some((field) => field !== '')) onRecord({ line, fields: trimmed })
         return null
       }
     })
@@ -287,8 +281,9 @@ function brokenReason (err: CsvError): string {
       'line was not read; the lines after it were.'
   }
   if (err.code === 'CSV_MAX_RECORD_SIZE') {
-    return 'A record starting on this line runs past 128,000 characters, most likely from a ' +
-      'double quote (") that is never closed, so the line was not read; the lines after it were.'
+    return `A record starting on this line runs past ${MAX_RECORD_BYTES} bytes, most likely ` +
+      'from a double quote (") that is never closed, so the line was not read; the lines after ' +
+      'it were.'
   }
   return `The line is not valid CSV (${err.code}), so it was not read.`
 }
@@ -325,19 +320,9 @@ function normaliseHeader (header: string): string {
   return header.normalize('NFKC').trim().toLowerCase().replace(/[\s_-]/g, '')
 }
 
-function findHeader (records: RawRecord[]): Header {
-  const candidates = records
-    .filter((record): record is { line: number, fields: string[] } => 'fields' in record)
-    .slice(0, HEADER_SEARCH_RECORDS)
-  for (const record of candidates) {
-    const header = mapHeader(record.fields, records.indexOf(record))
-    if (header.index.has('address')) return header
-  }
-  throw noAddressColumn(candidates[0]?.fields ?? [])
-}
-
-function mapHeader (fields: string[], at: number): Header {
-  const header: Header = { at, index: new Map(), columns: {}, ignored: [] }
+// The first record naming an address column is the header; records before it are a title.
+function findHeader (fields: string[]): Header | undefined {
+  const header: Header = { index: new Map(), columns: {}, ignored: [] }
   fields.forEach((written, i) => {
     if (written === '') return
     const field = FIELD_BY_HEADER.get(normaliseHeader(written))
@@ -348,7 +333,7 @@ function mapHeader (fields: string[], at: number): Header {
     header.index.set(field, i)
     header.columns[field] = written
   })
-  return header
+  return header.index.has('address') ? header : undefined
 }
 
 function noAddressColumn (first: string[]): MimamoriError {
@@ -371,35 +356,71 @@ function isAddress (cell: string): boolean {
   }
 }
 
-function addRecord (result: CsvReadResult, byKey: Map<string, MemberRow>, record: RawRecord,
-  header: Header): void {
-  if ('broken' in record) {
-    result.errors.push({ line: record.line, code: 'malformed-row', reason: record.broken })
-    return
+// Rows are checked as csv-parse yields them, so a large file is never held as raw records.
+class MemberCollector {
+  private header: Header | undefined
+  private readonly before: string[][] = []
+  private readonly byKey = new Map<string, MemberRow>()
+  private readonly result: Omit<CsvReadResult, 'encoding' | 'delimiter'> = {
+    columns: {}, ignoredColumns: [], rows: [], duplicates: [], errors: [], totalRecords: 0
   }
 
-  let row: MemberRow
-  try {
-    row = readRow(record.fields, record.line, header)
-  } catch (err) {
-    if (!(err instanceof RowProblem)) throw err
-    result.errors.push({ line: record.line, code: err.code, reason: err.message })
-    return
+  constructor (private readonly maxRows: number) {}
+
+  add (record: RawRecord): void {
+    if (this.header !== undefined) return this.addBody(record, this.header)
+    if (!('fields' in record)) return
+
+    this.header = findHeader(record.fields)
+    if (this.header !== undefined) {
+      this.result.columns = this.header.columns
+      this.result.ignoredColumns = this.header.ignored
+      return
+    }
+    this.before.push(record.fields)
+    if (this.before.length === HEADER_SEARCH_RECORDS) throw noAddressColumn(this.before[0] ?? [])
   }
 
-  const first = byKey.get(lookupKey(row.address))
-  if (first === undefined) {
-    byKey.set(lookupKey(row.address), row)
-    result.rows.push(row)
-    return
+  finish (): Omit<CsvReadResult, 'encoding' | 'delimiter'> {
+    if (this.header === undefined) throw noAddressColumn(this.before[0] ?? [])
+    return this.result
   }
-  const conflict = conflictReason(first, row)
-  if (conflict !== undefined) {
-    result.errors.push({ line: row.line, code: 'duplicate-conflict', reason: conflict })
-    return
+
+  private addBody (record: RawRecord, header: Header): void {
+    if (++this.result.totalRecords > this.maxRows) {
+      throw unreadable('too-many-rows', `The file has more than ${this.maxRows} records; split ` +
+        'it into smaller files.')
+    }
+    if ('broken' in record) return this.refuse(record.line, 'malformed-row', record.broken)
+
+    let row: MemberRow
+    try {
+      row = readRow(record.fields, record.line, header)
+    } catch (err) {
+      if (!(err instanceof RowProblem)) throw err
+      return this.refuse(record.line, err.code, err.message)
+    }
+    this.keep(row)
   }
-  merge(first, row)
-  result.duplicates.push({ line: row.line, firstLine: first.line })
+
+  private keep (row: MemberRow): void {
+    const key = lookupKey(row.address)
+    const first = this.byKey.get(key)
+    if (first === undefined) {
+      this.byKey.set(key, row)
+      this.result.rows.push(row)
+      return
+    }
+
+    const conflict = conflictReason(first, row)
+    if (conflict !== undefined) return this.refuse(row.line, 'duplicate-conflict', conflict)
+    merge(first, row)
+    this.result.duplicates.push({ line: row.line, firstLine: first.line })
+  }
+
+  private refuse (line: number, code: RowErrorCode, reason: string): void {
+    this.result.errors.push({ line, code, reason })
+  }
 }
 
 function readRow (fields: string[], line: number, header: Header): MemberRow {
@@ -516,9 +537,8 @@ function conflictReason (first: MemberRow, row: MemberRow): string | undefined {
 function merge (first: MemberRow, row: MemberRow): void {
   first.groups = [...new Set([...first.groups, ...row.groups])]
   first.topics = [...new Set([...first.topics, ...row.topics])]
-  first.name ??= row.name
-  first.grade ??= row.grade
-  first.className ??= row.className
-  first.language ??= row.language
-  first.contact ??= row.contact
+  const filled = first as unknown as Record<string, unknown>
+  for (const key of ['name', 'grade', 'className', 'language', 'contact'] as const) {
+    if (first[key] === undefined && row[key] !== undefined) filled[key] = row[key]
+  }
 }

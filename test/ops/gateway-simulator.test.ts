@@ -26,7 +26,9 @@ function transport (t: Test, port: number): nodemailer.Transporter {
   return transporter
 }
 
-function mail (to: string | string[], text = '明日は臨時休校です。'): nodemailer.SendMailOptions {
+const TEXT = '明日は臨時休校です。'
+
+function mail (to: string | string[], text = TEXT): nodemailer.SendMailOptions {
   return { from: FROM, to, subject: '臨時休校のお知らせ', text }
 }
 
@@ -110,6 +112,19 @@ t.test('a quoted legacy recipient is accepted and recorded with its quotes', asy
   t.same(info.rejected, [])
   t.same(simulator.received[0]?.rcptTo, ['"taro..yamada."@docomo.ne.jp', '"hanako."@ezweb.ne.jp'])
   t.equal(simulator.acceptedCount('"taro..yamada."@docomo.ne.jp'), 1)
+})
+
+t.test('requireQuotedLocalParts refuses a legacy local part sent unquoted', async (t) => {
+  const simulator = await startSimulator(t, { requireQuotedLocalParts: true })
+
+  // nodemailer's transport unquotes envelope addresses, so the legacy address goes out bare.
+  const error = await transport(t, simulator.port).sendMail(mail('"taro..yamada."@docomo.ne.jp'))
+    .then(() => undefined, (err: unknown) => err)
+  t.match(error, { responseCode: 553, response: /^553 5\.1\.3/ })
+
+  await sendRaw(await connect(t, simulator.port), ['"taro..yamada."@docomo.ne.jp'])
+  t.equal(simulator.acceptedCount('"taro..yamada."@docomo.ne.jp'), 1)
+  t.equal(simulator.stats().rejected, 1)
 })
 
 t.test('each default rule answers its reply code at RCPT TO', async (t) => {
@@ -264,6 +279,16 @@ t.test('a message over maxMessageBytes is refused with 552 and not counted', asy
   t.equal(simulator.stats().oversized, 1)
 })
 
+t.test('delayMs holds back the reply to DATA', async (t) => {
+  const simulator = await startSimulator(t, { delayMs: 150 })
+  const connection = await connect(t, simulator.port)
+
+  const started = Date.now()
+  await sendRaw(connection, ['taro@docomo.ne.jp'])
+  t.ok(Date.now() - started >= 140, 'the 250 came after the delay')
+  t.equal(simulator.stats().accepted, 1)
+})
+
 t.test('random refusals repeat for the same seed', async (t) => {
   const recipients = Array.from({ length: 40 }, (_, i) => `user${i}@docomo.ne.jp`)
   const refusedWith = async (seed: number): Promise<string[]> => {
@@ -298,4 +323,9 @@ t.test('the fleet runs simulators in a child process, reports stats and stops', 
 
   await fleet.stop()
   t.throws(() => process.kill(fleet.pid, 0), { code: 'ESRCH' }, 'the child is gone')
+})
+
+t.test('a fleet whose simulator cannot start rejects with the reason', async (t) => {
+  await t.rejects(startSimulatorFleet([{ route: 'docomo', options: { deferRate: 2 } }]),
+    { message: /deferRate must be between 0 and 1/ })
 })

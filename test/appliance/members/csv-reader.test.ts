@@ -15,6 +15,9 @@ const rowAt = (result: CsvReadResult, line: number) => {
   return row
 }
 
+// Thunderbird's import tests expect this contact from each of their samples.
+const JOHN_DOE = { line: 2, name: 'John Doe', address: { canonical: 'johndoe@host.invalid' } }
+
 // What every roster file (CP932, UTF-8 with BOM, UTF-16LE text) must give, by physical line.
 const ROSTER_ROW_LINES = [2, 3, 4, 5, 6, 7, 8, 12, 15, 16, 17, 18, 19, 20]
 const ROSTER_ERRORS = [
@@ -58,7 +61,7 @@ for (const [name, file, encoding, delimiter] of ROSTERS) {
   })
 }
 
-t.test('bad roster rows are reported on their lines with a reason and good rows are kept', async (t) => {
+t.test('bad roster rows are reported on their lines and good rows are kept', async (t) => {
   const result = readMembersCsv(fixture('roster-cp932.csv'))
   t.same(result.errors, [
     {
@@ -121,7 +124,7 @@ t.test('grade and class spellings map to one form; others are kept as written', 
   t.same(result.rows.map((r) => [r.grade, r.className]), cases.map(([, , g, c]) => [g, c]))
 })
 
-t.test('groups, topics, language and contact columns are read in all their spellings', async (t) => {
+t.test('groups, topics, language and contact are read in all their spellings', async (t) => {
   const csv = [
     'E-Mail,Display Name,所属,配信カテゴリ,Lang,連絡先順位,備考',
     'a@au.com,Ａ,PTA;野球部|ＰＴＡ,不審者情報、学校休校,English,1,x',
@@ -163,11 +166,14 @@ t.test('a quote left open to the end of the file loses only its line', async (t)
   t.match(result.errors, [{ line: 3, code: 'malformed-row' }])
 })
 
-t.test('line numbers stay right with a BOM, CRLF, blank lines and breaks inside quotes', async (t) => {
-  const csv = '\ufeffname,email\r\n\r\n"A\r\nB\r\nC",a@au.com\r\n  \r\n,\r\nD,\r\n"E\nF",e@au.com\r\n'
+t.test('line numbers stay right with a BOM, CRLF, blank lines and quoted breaks', async (t) => {
+  const csv = '\ufeffname,email\r\n\r\n"A\r\nB\r\nC",a@au.com\r\n  \r\n,\r\nD,\r\n' +
+    '"E\nF",e@au.com\r\n'
   const result = readMembersCsv(Buffer.from(csv))
   t.same(result.rows.map((r) => r.line), [3, 9])
-  t.same(result.errors, [{ line: 8, code: 'missing-address', reason: 'The line has no mail address.' }])
+  t.same(result.errors, [
+    { line: 8, code: 'missing-address', reason: 'The line has no mail address.' }
+  ])
 
   const mac = readMembersCsv(Buffer.from('name,email\rA,a@au.com\r\rB,b@au.com\r'))
   t.same(mac.rows.map((r) => r.line), [2, 4], 'old Mac line ends (CR) count too')
@@ -189,6 +195,39 @@ t.test('a file with more than 1,000 broken lines is refused as a whole', async (
   })
 })
 
+t.test('a duplicate fills what the first line left empty and adds no empty keys', async (t) => {
+  const csv = 'email,name,学年,組,topics\na@au.com,,,,weather\nA@AU.COM,,1,,不審者情報\n'
+  const result = readMembersCsv(Buffer.from(csv))
+  t.same(result.rows.map(({ address, ...rest }) => rest), [
+    { line: 2, grade: '1年', groups: [], topics: ['weather', '不審者情報'] }
+  ])
+  t.same(Object.keys(result.rows[0] ?? {}).sort(), ['address', 'grade', 'groups', 'line', 'topics'])
+  t.same(result.duplicates, [{ line: 3, firstLine: 2 }])
+})
+
+t.test('the example in docs/csv-import.md reads as documented', async (t) => {
+  const csv = [
+    '学年,組,氏名,メールアドレス,グループ,言語,備考',
+    '1,1,髙橋　一郎,taro..takahashi.@docomo.ne.jp,PTA,日本語,',
+    '１,２組,鈴木　美咲,misaki@au.com,野球部、PTA,英語,',
+    '1,1,髙橋　花子,"""taro..takahashi.""@docomo.ne.jp",合唱部,,妹',
+    '2,3,佐藤　健,ken@softbank,,ja,'
+  ].join('\r\n') + '\r\n'
+  const result = readMembersCsv(iconv.encode(csv, 'cp932'))
+  t.match(result, {
+    encoding: 'cp932',
+    ignoredColumns: ['備考'],
+    rows: [
+      { line: 2, name: '髙橋 一郎', grade: '1年', className: '1組', groups: ['PTA', '合唱部'] },
+      { line: 3, name: '鈴木 美咲', grade: '1年', className: '2組', groups: ['野球部', 'PTA'] }
+    ],
+    duplicates: [{ line: 4, firstLine: 2 }],
+    errors: [{ line: 5, code: 'bad-address', reason: /"softbank" is not a valid mail domain/ }],
+    totalRecords: 4
+  })
+  t.equal(result.rows.length, 2)
+})
+
 t.test('a title line above the header is skipped', async (t) => {
   const csv = '令和6年度 1年2組 名簿,,\n氏名,メールアドレス,学年\n山田 太郎,taro@au.com,1\n'
   const result = readMembersCsv(Buffer.from(csv))
@@ -201,7 +240,7 @@ t.test('Thunderbird UTF-16 sample gives John Doe', async (t) => {
   t.equal(result.encoding, 'utf-16le')
   t.same(result.columns, { name: 'Display Name', address: 'Primary Email' })
   t.ok(result.ignoredColumns.includes('Secondary Email'))
-  t.match(result.rows, [{ line: 2, name: 'John Doe', address: { canonical: 'johndoe@host.invalid' } }])
+  t.match(result.rows, [JOHN_DOE])
   t.equal(result.errors.length, 0)
 })
 
@@ -220,7 +259,7 @@ t.test('Thunderbird Shift_JIS sample decodes and its Japanese address is refused
 t.test('Thunderbird basic and quoted samples read, an empty address is reported', async (t) => {
   const basic = readMembersCsv(fixture('basic_csv_addressbook.csv'))
   t.equal(basic.encoding, 'utf-8')
-  t.match(basic.rows, [{ line: 2, name: 'John Doe', address: { canonical: 'johndoe@host.invalid' } }])
+  t.match(basic.rows, [JOHN_DOE])
 
   const quote = readMembersCsv(fixture('quote.csv'))
   t.same(quote.rows, [])
@@ -234,7 +273,7 @@ t.test('a comma header over TAB rows is read with both delimiters', async (t) =>
     [[2, 'A', 'a@au.com'], [3, 'B', 'b@au.com']])
 })
 
-t.test("Thunderbird's headerless tab_comma_mixed sample is refused as having no header", async (t) => {
+t.test("Thunderbird's headerless tab_comma_mixed sample is refused as headerless", async (t) => {
   t.throws(() => readMembersCsv(fixture('tab_comma_mixed.csv')), {
     code: 'MIMAMORI_CSV_NO_ADDRESS_COLUMN',
     message: /found: 1, 1, 1, 1, 1@host\.invalid.*no header line/
@@ -259,7 +298,9 @@ t.test('header names match after NFKC, case, spaces, underscores and hyphens', a
 
 t.test('an empty, blank or BOM-only file is unreadable', async (t) => {
   for (const input of [Buffer.alloc(0), Buffer.from('\ufeff'), Buffer.from(' \r\n\r\n')]) {
-    t.throws(() => readMembersCsv(input), { code: 'MIMAMORI_CSV_UNREADABLE', message: /empty|no text/ })
+    t.throws(() => readMembersCsv(input), {
+      code: 'MIMAMORI_CSV_UNREADABLE', message: /empty|no text/
+    })
   }
 })
 
@@ -275,7 +316,9 @@ t.test('files that are not CSV text are unreadable with a reason', async (t) => 
     code: 'MIMAMORI_CSV_UNREADABLE', message: /looks like UTF-8 but/
   })
 
-  const undecodable = Buffer.concat([Buffer.from('email\na@au.com\n'), Buffer.from([0x82, 0xff, 0x0a])])
+  const undecodable = Buffer.concat([
+    Buffer.from('email\na@au.com\n'), Buffer.from([0x82, 0xff, 0x0a])
+  ])
   t.throws(() => readMembersCsv(undecodable), {
     code: 'MIMAMORI_CSV_UNREADABLE', message: /neither UTF-8 nor Shift_JIS.*line 3/
   })

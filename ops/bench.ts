@@ -1,0 +1,169 @@
+// Runs as `mimamori bench`: seeds N synthetic subscribers, starts one gateway simulator per
+// carrier route in its own process, sends one emergency broadcast through the real appliance,
+// then pushes the same number of messages through a bare nodemailer pool (the ceiling) to the
+// same simulators, and prints one JSON line of results.
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import nodemailer, { type Transporter } from 'nodemailer'
+import { Appliance } from '../appliance/appliance.js'
+import { checkConfig } from '../appliance/config.js'
+import { MessageTemplate } from '../workers/message-template.js'
+import { DkimSigner } from '../workers/dkim-signer.js'
+import { noDelaySocket } from '../workers/smtp-socket.js'
+import { generateDkimKey } from './dkim-keygen.js'
+import { startSimulatorFleet, type SimulatorFleet } from './simulator-fleet.js'
+import { CARRIER_ROUTES, CARRIER_DOMAINS, createSampleCity, seedSubscribers, syntheticAddress } from './sample-city.js'
+import { parseAddress } from '../appliance/address.js'
+import { readOptions } from './cli.js'
+
+const CONNECTIONS_PER_ROUTE = 10
+const ROUTES = [...CARRIER_ROUTES.map((r) => r.name), 'default']
+
+export interface BenchResult {
+  recipients: number
+  dkim: boolean
+  workers: number
+  seconds: number
+  recipientsPerSecond: number
+  firstAcceptanceSeconds: number
+  submitSeconds: number
+  peakRssMB: number
+  accepted: number
+  duplicates: number
+  ceiling: { seconds: number, recipientsPerSecond: number }
+  ratio: number
+  seedSeconds: number
+}
+
+export async function benchCommand (args: string[]): Promise<void> {
+  const { values } = readOptions(args, { recipients: { type: 'string' }, dkim: { type: 'boolean' }, workers: { type: 'string' } })
+  const result = await runBench({
+    recipients: Number((values.recipients as string | undefined) ?? 100_000),
+    dkim: values.dkim === true,
+    workers: Number((values.workers as string | undefined) ?? 2)
+  })
+  process.stdout.write(JSON.stringify(result) + '\n')
+}
+
+export async function runBench (options: { recipients: number, dkim: boolean, workers: number }): Promise<BenchResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'mimamori-bench-'))
+  const fleet = await startSimulatorFleet(ROUTES.map((route) => ({ route, options: { name: route } })))
+  try {
+    const dkimKey = options.dkim ? writeDkimKey(dir) : undefined
+    const appliance = Appliance.open(benchConfig(dir, fleet, options.workers, dkimKey))
+    const { city, seedSeconds } = seed(appliance, options.recipients)
+
+    const run = await broadcastOnce(appliance, city.cityId)
+    await appliance.close()
+    const received = await fleet.stats()
+    const ceiling = await pushCeiling(fleet, options.recipients, dkimKey)
+    const rate = options.recipients / run.seconds
+    return {
+      recipients: options.recipients,
+      dkim: options.dkim,
+      workers: options.workers,
+      seconds: round(run.seconds),
+      recipientsPerSecond: Math.round(rate),
+      firstAcceptanceSeconds: round(run.first),
+      submitSeconds: round(run.submit),
+      peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
+      accepted: run.accepted,
+      duplicates: received.duplicates,
+      ceiling: { seconds: round(ceiling), recipientsPerSecond: Math.round(options.recipients / ceiling) },
+      ratio: round(rate / (options.recipients / ceiling)),
+      seedSeconds: round(seedSeconds)
+    }
+  } finally {
+    await fleet.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+function writeDkimKey (dir: string): { file: string, pem: string } {
+  const key = generateDkimKey({ domain: 'mimamori.example.jp', selector: 'bench' })
+  const file = join(dir, 'dkim.pem')
+  writeFileSync(file, key.privateKeyPem, { mode: 0o600 })
+  return { file, pem: key.privateKeyPem }
+}
+
+function benchConfig (dir: string, fleet: SimulatorFleet, workers: number, dkim?: { file: string }): ReturnType<typeof checkConfig> {
+  return checkConfig({
+    dataDir: join(dir, 'data'),
+    log: { level: 'warn' },
+    delivery: { workers, batchSize: 100, tasksPerRoute: 4 },
+    routes: CARRIER_ROUTES.map((r) => ({
+      ...r, host: '127.0.0.1', port: fleet.ports[r.name], maxConnections: CONNECTIONS_PER_ROUTE, messagesPerSecond: 100_000
+    })),
+    defaultRoute: {
+      mode: 'smarthost', host: '127.0.0.1', port: fleet.ports.default, maxConnections: CONNECTIONS_PER_ROUTE, messagesPerSecond: 100_000
+    },
+    ...(dkim === undefined ? {} : { dkim: { domain: 'mimamori.example.jp', selector: 'bench', keyFile: dkim.file } })
+  })
+}
+
+function seed (appliance: Appliance, n: number): { city: ReturnType<typeof createSampleCity>, seedSeconds: number } {
+  const started = performance.now()
+  const city = createSampleCity(appliance.directory)
+  seedSubscribers(appliance.directory, city, n)
+  return { city, seedSeconds: (performance.now() - started) / 1000 }
+}
+
+async function broadcastOnce (appliance: Appliance, cityId: string): Promise<{
+  seconds: number, first: number, submit: number, accepted: number
+}> {
+  const submittedAt = Date.now()
+  const broadcast = appliance.submit({
+    organisationId: cityId,
+    subject: '【緊急】大雨特別警報（ベンチマーク）',
+    body: '松山市に大雨特別警報が発表されました。命を守る行動をとってください。\n避難所の開設状況は市のホームページで確認できます。',
+    priority: 'emergency',
+    targets: {},
+    createdBy: 'bench'
+  })
+  const frozenAt = Date.now()
+  const report = await appliance.finished(broadcast.id)
+  const first = Date.parse(report.firstAcceptedAt ?? '') - submittedAt
+  const last = Date.parse(report.lastAcceptedAt ?? '') - submittedAt
+  return { seconds: last / 1000, first: first / 1000, submit: (frozenAt - submittedAt) / 1000, accepted: report.counts.accepted }
+}
+
+// The ceiling: 1,000 messages built beforehand (reused round-robin, each to its own envelope
+// recipient), signed per message when DKIM is on, pushed by one bare nodemailer pool per route.
+async function pushCeiling (fleet: SimulatorFleet, n: number, dkim?: { pem: string }): Promise<number> {
+  const template = new MessageTemplate({
+    broadcastId: '1', subject: '【緊急】大雨特別警報（ベンチマーク）', body: '命を守る行動をとってください。',
+    fromName: '松山市', fromAddress: 'alert@mimamori.example.jp', organisation: { name: '松山市', postalAddress: '愛媛県松山市' },
+    mailDomain: 'mimamori.example.jp', baseUrl: 'https://mimamori.example.jp', priority: 'emergency'
+  })
+  const signer = dkim === undefined ? undefined : new DkimSigner({ domain: 'mimamori.example.jp', selector: 'bench', privateKey: dkim.pem })
+  const built = Array.from({ length: 1000 }, (_, i) => template.render({ to: `parent${i}@docomo.ne.jp`, token: `t${i}xxxxxxxxxxxxxxxxxxxxxxxx` }).raw)
+  const pools = new Map<string, Transporter>(ROUTES.map((route) => [route, nodemailer.createTransport({
+    pool: true, host: '127.0.0.1', port: fleet.ports[route], maxConnections: CONNECTIONS_PER_ROUTE, maxMessages: 1000,
+    getSocket: noDelaySocket(30_000)
+  } as Parameters<typeof nodemailer.createTransport>[0])]))
+  const routeOf = (domain: string): string => CARRIER_ROUTES.find((r) => r.domains.includes(domain))?.name ?? 'default'
+
+  const started = performance.now()
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < n) {
+      const i = next++
+      const address = parseAddress(syntheticAddress(i, CARRIER_DOMAINS[i % CARRIER_DOMAINS.length] as string))
+      const raw = built[i % built.length] as Buffer
+      await (pools.get(routeOf(address.domain)) as Transporter).sendMail({
+        envelope: { from: 'bounce@mimamori.example.jp', to: [address.canonical] },
+        raw: signer === undefined ? raw : signer.sign(raw)
+      })
+    }
+  }
+  await Promise.all(Array.from({ length: CONNECTIONS_PER_ROUTE * ROUTES.length * 2 }, worker))
+  const seconds = (performance.now() - started) / 1000
+  for (const pool of pools.values()) pool.close()
+  return seconds
+}
+
+function round (x: number): number {
+  return Math.round(x * 1000) / 1000
+}
