@@ -174,6 +174,7 @@ export class Appliance {
         this.dispatcher.on('finished', listener)
       })
     }
+    await this.store.root.committed
     return this.report(id)
   }
 
@@ -205,6 +206,9 @@ function createPool (config: Config, vault: AddressVault): Piscina {
     maxThreads: config.delivery.workers,
     concurrentTasksPerWorker: 64,
     idleTimeout: Number.MAX_SAFE_INTEGER,
+    // A worker's garbage is short-lived message buffers; a small young generation keeps each
+    // thread's memory near 30 MB instead of growing toward V8's defaults.
+    resourceLimits: { maxYoungGenerationSizeMb: 8 },
     workerData: setup
   })
 }

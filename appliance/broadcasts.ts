@@ -4,7 +4,7 @@
 
 import type { Store } from './store/store.js'
 import { nextId } from './store/store.js'
-import type { Directory, Subscriber } from './directory.js'
+import type { Directory } from './directory.js'
 import type { RouteTable } from './route-table.js'
 import type { LedgerCounts, LedgerRow, RouteSlice } from './ledger.js'
 import { MimamoriError, assertHeaderSafe } from './errors.js'
@@ -48,6 +48,9 @@ export interface Broadcast extends BroadcastInput {
   /** the ledger's counts when the broadcast finished */
   finalCounts?: LedgerCounts
 }
+
+/** What freezing needs of a recipient; whole records for 100,000 would cost tens of MB. */
+interface Chosen { id: number, domain: string }
 
 const MAX_SUBJECT = 1000
 const MAX_BODY = 100_000
@@ -108,11 +111,11 @@ export class BroadcastBook {
   }
 
   private resolve (input: Pick<BroadcastInput, 'organisationId' | 'targets'>): {
-    chosen: Subscriber[], excluded: number
+    chosen: Chosen[], excluded: number
   } {
     const ids = this.candidates(input)
     const topics = input.targets.topics ?? []
-    const chosen: Subscriber[] = []
+    const chosen: Chosen[] = []
     let excluded = 0
 
     for (const id of ids) {
@@ -125,7 +128,7 @@ export class BroadcastBook {
         excluded++
         continue
       }
-      chosen.push(subscriber)
+      chosen.push({ id: subscriber.id, domain: subscriber.domain })
     }
     return { chosen, excluded }
   }
@@ -170,8 +173,8 @@ export class BroadcastBook {
   }
 
   // Rows are laid out route by route, so that each route reads its own contiguous slice.
-  private freeze (input: BroadcastInput, recipients: { chosen: Subscriber[], excluded: number }): Broadcast {
-    const byRoute = new Map<string, Subscriber[]>()
+  private freeze (input: BroadcastInput, recipients: { chosen: Chosen[], excluded: number }): Broadcast {
+    const byRoute = new Map<string, Chosen[]>()
     for (const subscriber of recipients.chosen) {
       const route = this.routes.forDomain(subscriber.domain).name
       const list = byRoute.get(route) ?? []

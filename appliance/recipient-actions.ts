@@ -31,11 +31,15 @@ export function recipientOf (appliance: Appliance, token: string): RecipientCont
   return { broadcast, seq: ref.seq, row, subscriber, organisationName }
 }
 
-/** Stops all mail from the broadcast's organisation to this recipient, at once. */
+/**
+ * Stops all mail from the broadcast's organisation to this recipient, at once. The memberships
+ * stay: the person is then counted as excluded (naming them in a broadcast is no error), and the
+ * mail of other organisations — the city's disaster warnings — still reaches them.
+ */
 export function optOut (appliance: Appliance, context: RecipientContext, channel: OptOutChannel): void {
   const { subscriber, broadcast } = context
   appliance.store.root.transactionSync(() => {
-    appliance.directory.leaveOrganisation(subscriber.id, broadcast.organisationId)
+    markLeft(appliance, subscriber.id, broadcast.organisationId)
     recordConsent(appliance, {
       subscriberId: subscriber.id,
       kind: 'opt-out',
@@ -45,6 +49,15 @@ export function optOut (appliance: Appliance, context: RecipientContext, channel
     })
   })
   appliance.log.info({ subscriber: subscriber.id, organisation: broadcast.organisationId, channel }, 'opt-out')
+}
+
+// Directory.leaveOrganisation would also end the memberships, and with them the person's place
+// in the city's broadcasts, which reach schools' members through the organisation tree.
+function markLeft (appliance: Appliance, subscriberId: number, organisationId: string): void {
+  const current = appliance.directory.subscriber(subscriberId)
+  if (current === undefined || current.left?.includes(organisationId) === true) return
+  const left = [...(current.left ?? []), organisationId]
+  appliance.store.subscribers.putSync(subscriberId, { ...current, left, updatedAt: new Date().toISOString() })
 }
 
 export interface ConsentEvent {

@@ -18,7 +18,9 @@ export function makeToken (vault: AddressVault, ref: RecipientRef): string {
 export function readToken (vault: AddressVault, token: string): RecipientRef | undefined {
   if (!/^[A-Za-z0-9_-]{27}$/.test(token)) return undefined
   const raw = Buffer.from(token, 'base64url')
-  if (raw.length !== 20) return undefined
+  // The last character carries two unused bits; only the one spelling makeToken gives is valid,
+  // else four spellings of each token would open the same row.
+  if (raw.length !== 20 || raw.toString('base64url') !== token) return undefined
   const data = raw.subarray(0, 8)
   if (!timingSafeEqual(raw.subarray(8), vault.tokenMac(data))) return undefined
   return { broadcastId: data.readUInt32BE(0), seq: data.readUInt32BE(4) }

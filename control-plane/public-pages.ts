@@ -10,11 +10,14 @@ interface TokenParams { token: string }
 
 export function publicPages (appliance: Appliance): FastifyPluginAsync {
   return async (app) => {
-    // RFC 8058: the one-click POST may come with any body and content type; it is not read.
-    app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: 64 * 1024 }, (_req, _body, done) => { done(null, null) })
+    // RFC 8058: the one-click POST may come with any body and content type; it is only looked
+    // at for the one-click key, never parsed, so no body can make it fail.
+    const asText = (_req: unknown, body: Buffer, done: (err: null, text: string) => void): void => {
+      done(null, body.toString('latin1'))
+    }
+    app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: 64 * 1024 }, asText)
     app.removeContentTypeParser(['application/json', 'text/plain'])
-    app.addContentTypeParser(['application/json', 'text/plain'], { parseAs: 'buffer', bodyLimit: 64 * 1024 },
-      (_req, _body, done) => { done(null, null) })
+    app.addContentTypeParser(['application/json', 'text/plain'], { parseAs: 'buffer', bodyLimit: 64 * 1024 }, asText)
 
     app.get<{ Params: TokenParams }>('/u/:token', async (request, reply) => {
       const context = recipientOf(appliance, request.params.token)
@@ -28,7 +31,7 @@ export function publicPages (appliance: Appliance): FastifyPluginAsync {
     app.post<{ Params: TokenParams }>('/u/:token', async (request, reply) => {
       const context = recipientOf(appliance, request.params.token)
       if (context === undefined) return await invalid(reply)
-      optOut(appliance, context, request.headers['content-type'] === 'application/x-www-form-urlencoded' ? 'web' : 'one-click')
+      optOut(appliance, context, isOneClick(request.body) ? 'one-click' : 'web')
       return await page(reply, '配信を停止しました / Unsubscribed', `
         <p>${escapeHtml(context.organisationName)} からのメールを停止しました。</p>
         <p class="en">You will receive no more mail from ${escapeHtml(context.organisationName)}.</p>`)
@@ -53,6 +56,12 @@ export function publicPages (appliance: Appliance): FastifyPluginAsync {
         <p class="en">Your confirmation has been recorded.</p>`)
     })
   }
+}
+
+// A mail client's one-click POST names `List-Unsubscribe=One-Click` (form-urlencoded, or as a
+// multipart field); the page's own button posts an empty form: a web opt-out.
+function isOneClick (body: unknown): boolean {
+  return typeof body === 'string' && /List-Unsubscribe\b[^]{0,200}?One-Click/i.test(body)
 }
 
 async function invalid (reply: FastifyReply): Promise<FastifyReply> {

@@ -2,21 +2,20 @@
 // a fixed order — error handling, then the API, the public pages, health and metrics. No
 // business rule lives here: routes check input and call the appliance.
 
-import Fastify, { type FastifyInstance, type FastifyError } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyError } from 'fastify'
 import type { Appliance } from '../appliance/appliance.js'
 import { MimamoriError } from '../appliance/errors.js'
-import { loggerOptions } from '../appliance/logger.js'
 import { apiRoutes } from './api/api-routes.js'
 import { publicPages } from './public-pages.js'
 import { healthRoutes } from './health-routes.js'
 
 export async function buildServer (appliance: Appliance): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: {
-      ...loggerOptions(appliance.config.log.level),
-      base: { app: 'mimamori', component: 'http' },
-      serializers: { req: requestForLog }
-    },
+    // One root logger: the appliance's, with its redaction and level (and a test's capture).
+    loggerInstance: appliance.log.child({ component: 'http' },
+      { serializers: { req: requestForLog } }) as FastifyBaseLogger,
+    // Fastify's default drops unknown properties silently; the API refuses them instead.
+    ajv: { customOptions: { removeAdditional: false } },
     bodyLimit: 25 * 1024 * 1024,
     trustProxy: true
   })

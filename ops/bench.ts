@@ -3,9 +3,12 @@
 // then pushes the same number of messages through a bare nodemailer pool (the ceiling) to the
 // same simulators, and prints one JSON line of results.
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fork } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
 import nodemailer, { type Transporter } from 'nodemailer'
 import { Appliance } from '../appliance/appliance.js'
 import { checkConfig } from '../appliance/config.js'
@@ -14,7 +17,7 @@ import { DkimSigner } from '../workers/dkim-signer.js'
 import { noDelaySocket } from '../workers/smtp-socket.js'
 import { generateDkimKey } from './dkim-keygen.js'
 import { startSimulatorFleet, type SimulatorFleet } from './simulator-fleet.js'
-import { CARRIER_ROUTES, CARRIER_DOMAINS, createSampleCity, seedSubscribers, syntheticAddress } from './sample-city.js'
+import { CARRIER_ROUTES, CARRIER_DOMAINS, syntheticAddress } from './sample-city.js'
 import { parseAddress } from '../appliance/address.js'
 import { readOptions } from './cli.js'
 
@@ -52,10 +55,12 @@ export async function runBench (options: { recipients: number, dkim: boolean, wo
   const fleet = await startSimulatorFleet(ROUTES.map((route) => ({ route, options: { name: route } })))
   try {
     const dkimKey = options.dkim ? writeDkimKey(dir) : undefined
-    const appliance = Appliance.open(benchConfig(dir, fleet, options.workers, dkimKey))
-    const { city, seedSeconds } = seed(appliance, options.recipients)
+    const config = benchConfig(dir, fleet, options.workers, dkimKey)
+    const { cityId, seedSeconds } = await seed(config.dataDir, options.recipients)
+    const appliance = Appliance.open(config)
 
-    const run = await broadcastOnce(appliance, city.cityId)
+    const run = await broadcastOnce(appliance, cityId)
+    const peakRssMB = Math.round(process.resourceUsage().maxRSS / 1024)
     await appliance.close()
     const received = await fleet.stats()
     const ceiling = await pushCeiling(fleet, options.recipients, dkimKey)
@@ -68,7 +73,7 @@ export async function runBench (options: { recipients: number, dkim: boolean, wo
       recipientsPerSecond: Math.round(rate),
       firstAcceptanceSeconds: round(run.first),
       submitSeconds: round(run.submit),
-      peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
+      peakRssMB,
       accepted: run.accepted,
       duplicates: received.duplicates,
       ceiling: { seconds: round(ceiling), recipientsPerSecond: Math.round(options.recipients / ceiling) },
@@ -103,11 +108,14 @@ function benchConfig (dir: string, fleet: SimulatorFleet, workers: number, dkim?
   })
 }
 
-function seed (appliance: Appliance, n: number): { city: ReturnType<typeof createSampleCity>, seedSeconds: number } {
+// Seeding runs in a child process: its garbage would otherwise count in the appliance's peak RSS.
+async function seed (dataDir: string, n: number): Promise<{ cityId: string, seedSeconds: number }> {
   const started = performance.now()
-  const city = createSampleCity(appliance.directory)
-  seedSubscribers(appliance.directory, city, n)
-  return { city, seedSeconds: (performance.now() - started) / 1000 }
+  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js'
+  const child = fork(fileURLToPath(new URL(`./bench-seed${ext}`, import.meta.url)), [dataDir, String(n)])
+  const [reply] = await once(child, 'message') as [{ cityId: string }]
+  await once(child, 'exit')
+  return { cityId: reply.cityId, seedSeconds: (performance.now() - started) / 1000 }
 }
 
 async function broadcastOnce (appliance: Appliance, cityId: string): Promise<{
@@ -123,7 +131,13 @@ async function broadcastOnce (appliance: Appliance, cityId: string): Promise<{
     createdBy: 'bench'
   })
   const frozenAt = Date.now()
+  const sampler = process.env.MIMAMORI_BENCH_MEMORY === undefined ? undefined : setInterval(() => {
+    const m = process.memoryUsage()
+    const status = readFileSync('/proc/self/status', 'utf8').match(/Rss(Anon|File):\s+\d+/g)?.join(' ') ?? ''
+    process.stderr.write(`rss ${m.rss >> 20} heap ${m.heapUsed >> 20}/${m.heapTotal >> 20} ab ${m.arrayBuffers >> 20} ${status}\n`)
+  }, 250)
   const report = await appliance.finished(broadcast.id)
+  clearInterval(sampler)
   const first = Date.parse(report.firstAcceptedAt ?? '') - submittedAt
   const last = Date.parse(report.lastAcceptedAt ?? '') - submittedAt
   return { seconds: last / 1000, first: first / 1000, submit: (frozenAt - submittedAt) / 1000, accepted: report.counts.accepted }
