@@ -22,7 +22,9 @@ export async function buildServer (appliance: Appliance): Promise<FastifyInstanc
 
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).send({ error: { code: 'MIMAMORI_NOT_FOUND', message: `no route ${request.method} ${request.routeOptions.url ?? ''}` } })
+    // routeOptions.url is unset when no route matched; the path is what the caller needs to see.
+    const path = request.url.split('?')[0] ?? ''
+    void reply.code(404).send({ error: { code: 'MIMAMORI_NOT_FOUND', message: `no route ${request.method} ${path}` } })
   })
 
   await app.register(apiRoutes(appliance), { prefix: '/api/v1' })

@@ -112,6 +112,7 @@ t.test('targets choose exactly the people: classes, topics, named parents, the c
     for (const sim of Object.values(simulators)) sim.reset()
     const created = await post(app, c.headers, { organisation: c.organisation, ...message, targets: c.targets })
     t.equal(created.status, 201, `${c.name}: created`)
+    t.equal(created.body.priority, 'normal', `${c.name}: priority normal by default`)
     const expected = [...c.expect].sort((x, y) => x - y)
     t.same(await recipientIds(appliance, created.body.id), expected, `${c.name}: the recipients`)
     t.equal(created.body.total, expected.length, `${c.name}: total`)
@@ -203,6 +204,10 @@ t.test('refusals answer with a status and a stable error code, and store nothing
   await expectError('an unknown group path', send(cityToken, { ...good, targets: { groupPaths: ['9年/9組'] } }), 404, 'MIMAMORI_NOT_FOUND')
   await expectError('a class nobody is in', send(cityToken, { ...good, targets: { groupPaths: ['6年/3組'] } }), 422, 'MIMAMORI_NO_RECIPIENTS')
   await expectError('a topic nobody chose', send(cityToken, { ...good, targets: { groupPaths: ['1年/2組'], topics: ['food-education'] } }), 422, 'MIMAMORI_NO_RECIPIENTS')
+
+  const noRoute = await app.inject({ method: 'GET', url: '/api/v1/broadcast/1?x=1', headers: cityToken })
+  t.equal(noRoute.statusCode, 404)
+  t.same(json(noRoute).error, { code: 'MIMAMORI_NOT_FOUND', message: 'no route GET /api/v1/broadcast/1' })
 
   t.equal(appliance.book.list().length, before, 'no refused request made a broadcast')
 })

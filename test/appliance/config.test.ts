@@ -1,0 +1,62 @@
+import t from 'tap'
+import { join } from 'node:path'
+import { loadConfig, checkConfig } from '../../appliance/config.js'
+
+t.test('the defaults are the documented ones', async (t) => {
+  const config = loadConfig({ env: {} })
+  t.equal(config.http.host, '127.0.0.1')
+  t.equal(config.http.port, 8080)
+  t.equal(config.smtp.port, 2525)
+  t.equal(config.timeZone, 'Asia/Tokyo')
+  t.equal(config.dataDir, join(process.cwd(), 'data'))
+  t.equal(config.defaultRoute.mode, 'mx')
+})
+
+t.test('a YAML file is read and its paths resolved beside it', async (t) => {
+  const dir = t.testdir({
+    'mimamori.yaml': [
+      'dataDir: ./store',
+      'mailDomain: mail.city.matsuyama.example.jp',
+      'routes:',
+      '  - name: docomo',
+      '    domains: [docomo.ne.jp]',
+      '    host: gw.docomo.example',
+      '    maxConnections: 5'
+    ].join('\n')
+  })
+  const config = loadConfig({ file: join(dir, 'mimamori.yaml'), env: {} })
+  t.equal(config.dataDir, join(dir, 'store'))
+  t.equal(config.routes[0]?.maxConnections, 5)
+  t.equal(config.routes[0]?.port, 25, 'route defaults filled in')
+})
+
+t.test('environment variables override nested keys', async (t) => {
+  const config = loadConfig({
+    env: {
+      MIMAMORI_HTTP__PORT: '9090',
+      MIMAMORI_PUBLIC_BASE_URL: 'https://alert.city.example.jp',
+      MIMAMORI_DELIVERY__MAX_ATTEMPTS: '5',
+      MIMAMORI_ROUTES: '[{"name":"au","domains":["au.com"],"host":"gw.au.example"}]'
+    }
+  })
+  t.equal(config.http.port, 9090)
+  t.equal(config.publicBaseUrl, 'https://alert.city.example.jp')
+  t.equal(config.delivery.maxAttempts, 5)
+  t.equal(config.routes[0]?.name, 'au')
+})
+
+t.test('unknown keys and bad values are refused with every problem named', async (t) => {
+  t.throws(() => checkConfig({ htpp: { port: 1 } }), { code: 'MIMAMORI_CONFIG_INVALID', message: /htpp/ })
+  t.throws(() => checkConfig({ http: { port: 70000 } }), { code: 'MIMAMORI_CONFIG_INVALID', message: /\/http\/port/ })
+  t.throws(() => checkConfig({ defaultRoute: { mode: 'smarthost' } }), { message: /needs a host/ })
+  t.throws(() => checkConfig({ routes: [{ name: 'a', domains: ['x.jp'], host: 'h' }, { name: 'a', domains: ['y.jp'], host: 'h' }] }),
+    { message: /used twice/ })
+  t.throws(() => loadConfig({ env: { MIMAMORI_NO_SUCH_THING: '1' } }), { message: /names no setting/ })
+})
+
+t.test('a file that is not YAML or not a mapping is refused clearly', async (t) => {
+  const dir = t.testdir({ 'bad.yaml': 'http: [unclosed', 'list.yaml': '- a\n- b\n' })
+  t.throws(() => loadConfig({ file: join(dir, 'bad.yaml'), env: {} }), { message: /not valid YAML/ })
+  t.throws(() => loadConfig({ file: join(dir, 'list.yaml'), env: {} }), { message: /mapping/ })
+  t.throws(() => loadConfig({ file: join(dir, 'missing.yaml'), env: {} }), { message: /cannot read/ })
+})
