@@ -20,6 +20,7 @@ import { MimamoriError } from './errors.js'
 import type { BroadcastContent } from '../workers/message-template.js'
 import { buildServer } from '../control-plane/server.js'
 import type { WorkerSetup } from '../workers/send-worker.js'
+import { DkimSigner } from '../workers/dkim-signer.js'
 
 export interface BroadcastReport {
   id: number
@@ -131,6 +132,7 @@ export class Appliance {
 
   cancel (id: number): Broadcast {
     this.requireStatus(id, ['sending', 'paused'], 'cancel')
+    this.book.update(id, { cancelRequested: true })
     this.dispatcher.cancel(id)
     return this.book.get(id)
   }
@@ -157,7 +159,10 @@ export class Appliance {
       organisation,
       mailDomain: this.config.mailDomain,
       baseUrl: this.config.publicBaseUrl.replace(/\/+$/, ''),
-      priority: broadcast.priority
+      priority: broadcast.priority,
+      // Known shortcoming: the appliance does not read inbound mail yet, so messages offer no
+      // reply channel (no Reply-To, no mailto unsubscribe). Proper fix: the inbound SMTP service.
+      repliesRead: false
     }
   }
 
@@ -199,6 +204,8 @@ function createPool (config: Config, vault: AddressVault): Piscina {
       selector: config.dkim.selector,
       privateKeyPem: readDkimKey(config.dkim.keyFile)
     }
+    // A bad key must stop start-up here, not fail later inside every worker.
+    void new DkimSigner({ ...setup.dkim, privateKey: setup.dkim.privateKeyPem })
   }
   return new Piscina({
     filename: workerFile(),

@@ -45,6 +45,8 @@ export interface Broadcast extends BroadcastInput {
   firstAcceptedAt?: string
   lastAcceptedAt?: string
   completedAt?: string
+  /** set when staff cancel; a restart before the cancel completes finishes it */
+  cancelRequested?: boolean
   /** the ledger's counts when the broadcast finished */
   finalCounts?: LedgerCounts
 }

@@ -1,11 +1,13 @@
-// The appliance's configuration: one schema with defaults, read from a YAML file plus MIMAMORI_*
-// environment overrides, checked at start; unknown keys are refused.
+// The appliance's configuration: one schema with defaults, read from a YAML or TOML file plus
+// MIMAMORI_* environment overrides, checked at start; unknown keys are refused.
 
 import { readFileSync } from 'node:fs'
 import { resolve, dirname } from 'node:path'
 import { Type, type Static, type TSchema, Kind } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import YAML from 'yaml'
+import { parse as parseToml } from 'smol-toml'
+import { parseAddress, AddressError } from './address.js'
 import { MimamoriError } from './errors.js'
 
 const Port = Type.Integer({ minimum: 0, maximum: 65535 })
@@ -53,8 +55,7 @@ export const ConfigSchema = Type.Object({
     maxMessageBytes: Type.Integer({ minimum: 1024, default: 10 * 1024 * 1024 })
   }, { additionalProperties: false, default: {} }),
   sender: Type.Object({
-    address: Type.Optional(Type.String()),
-    name: Type.String({ default: '見守りメール' })
+    address: Type.Optional(Type.String())
   }, { additionalProperties: false, default: {} }),
   dkim: Type.Optional(Type.Object({
     domain: Type.String(),
@@ -109,11 +110,13 @@ function readConfigFile (file: string): Record<string, unknown> {
     throw new MimamoriError('MIMAMORI_CONFIG_INVALID', `cannot read ${file}`, { cause: err })
   }
 
+  const toml = file.endsWith('.toml')
   let parsed: unknown
   try {
-    parsed = YAML.parse(text)
+    parsed = toml ? parseToml(text) : YAML.parse(text)
   } catch (err) {
-    throw new MimamoriError('MIMAMORI_CONFIG_INVALID', `${file} is not valid YAML: ${(err as Error).message}`)
+    const format = toml ? 'TOML' : 'YAML'
+    throw new MimamoriError('MIMAMORI_CONFIG_INVALID', `${file} is not valid ${format}: ${(err as Error).message}`)
   }
 
   if (parsed === null || parsed === undefined) return {}
@@ -135,7 +138,27 @@ export function checkConfig (input: unknown): Config {
 
   const config = withDefaults as Config
   checkRoutes(config)
+  checkSender(config)
+  checkTimeZone(config.timeZone)
   return config
+}
+
+function checkSender (config: Config): void {
+  if (config.sender.address === undefined) return
+  try {
+    parseAddress(config.sender.address)
+  } catch (err) {
+    const reason = err instanceof AddressError ? err.message : String(err)
+    throw new MimamoriError('MIMAMORI_CONFIG_INVALID', `sender.address: ${reason}`)
+  }
+}
+
+function checkTimeZone (timeZone: string): void {
+  try {
+    Intl.DateTimeFormat('en', { timeZone })
+  } catch {
+    throw new MimamoriError('MIMAMORI_CONFIG_INVALID', `timeZone: "${timeZone}" is not a known time zone`)
+  }
 }
 
 function checkRoutes (config: Config): void {
@@ -151,11 +174,16 @@ function checkRoutes (config: Config): void {
   }
 }
 
+/** MIMAMORI_ variables that are not settings: they name the file or serve the commands. */
+export const NON_SETTING_VARIABLES = new Set([
+  'MIMAMORI_CONFIG', 'MIMAMORI_API_TOKEN', 'MIMAMORI_SIMULATORS', 'MIMAMORI_BENCH_MEMORY'
+])
+
 // MIMAMORI_HTTP__PORT=9000 sets http.port; a segment matches a key ignoring case and underscores,
 // so MIMAMORI_PUBLIC_BASE_URL sets publicBaseUrl. Arrays and objects take JSON.
 function applyEnv (target: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith('MIMAMORI_') || value === undefined) continue
+    if (!name.startsWith('MIMAMORI_') || value === undefined || NON_SETTING_VARIABLES.has(name)) continue
     const segments = name.slice('MIMAMORI_'.length).split('__')
     const path = schemaPath(segments)
     if (path === undefined) {
@@ -182,7 +210,12 @@ function schemaPath (segments: string[]): { keys: string[], schema: TSchema } | 
 
 function convert (schema: TSchema, value: string, name: string): unknown {
   const kind = schema[Kind] as string
-  if (kind === 'Integer' || kind === 'Number') return Number(value)
+  if (kind === 'Integer' || kind === 'Number') {
+    if (value.trim() === '' || Number.isNaN(Number(value))) {
+      throw new MimamoriError('MIMAMORI_CONFIG_INVALID', `${name} must be a number`)
+    }
+    return Number(value)
+  }
   if (kind === 'Boolean') return value === 'true' || value === '1'
   if (kind === 'Array' || kind === 'Object') {
     try {

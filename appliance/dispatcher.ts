@@ -57,6 +57,7 @@ export class Dispatcher extends EventEmitter {
   readonly #o: DispatcherOptions
   readonly #running = new Map<number, Running>()
   readonly #paces = new Map<string, RoutePace>()
+  readonly #tasks = new Set<Promise<void>>()
   #timer: NodeJS.Timeout | undefined
   #timerAt = Infinity
   #stopped = false
@@ -83,6 +84,7 @@ export class Dispatcher extends EventEmitter {
     const counts = countLedger(this.#o.store, broadcast.id, broadcast.routes)
     const cursors = new Map<string, RouteCursor>()
     for (const slice of broadcast.routes) {
+      this.ensureRoute(slice.name, broadcast.id)
       cursors.set(slice.name, { next: slice.start, end: slice.end, buffer: [], retries: new RetryHeap() })
     }
     const running: Running = {
@@ -97,7 +99,21 @@ export class Dispatcher extends EventEmitter {
     }
     if (broadcast.firstAcceptedAt !== undefined) running.firstAcceptedAt = Date.parse(broadcast.firstAcceptedAt)
     this.#running.set(broadcast.id, running)
-    if (!this.finishIfComplete(running)) this.pump()
+    if (broadcast.cancelRequested === true) this.cancel(broadcast.id)
+    else if (!this.finishIfComplete(running)) this.pump()
+  }
+
+  // A broadcast frozen before its route was renamed or removed from the configuration goes on
+  // through the default route, under the old name, rather than waiting for ever.
+  private ensureRoute (name: string, broadcastId: number): void {
+    if (this.#paces.has(name)) return
+    const fallback = this.#o.routes.defaultTarget
+    this.#o.log.warn({ broadcast: broadcastId, route: name, via: fallback.name },
+      'route no longer configured; its recipients go through the default route')
+    const { delivery } = this.#o.config
+    const target = { ...fallback, name }
+    this.#paces.set(name, new RoutePace(target, Math.min(delivery.tasksPerRoute, target.maxConnections),
+      delivery.slowdownSeconds * 1000))
   }
 
   pause (id: number): void {
@@ -147,9 +163,15 @@ export class Dispatcher extends EventEmitter {
     return this.#running.size
   }
 
-  async stop (): Promise<void> {
+  /** Starts nothing new and lets the batches in flight finish (within graceMs), so that a
+   * normal stop sends nothing twice. */
+  async stop (graceMs = 15_000): Promise<void> {
     this.#stopped = true
     if (this.#timer !== undefined) clearTimeout(this.#timer)
+    let timer: NodeJS.Timeout | undefined
+    const grace = new Promise<void>((resolve) => { timer = setTimeout(resolve, graceMs) })
+    await Promise.race([Promise.allSettled([...this.#tasks]), grace])
+    clearTimeout(timer)
     await this.#o.store.root.committed
   }
 
@@ -175,11 +197,16 @@ export class Dispatcher extends EventEmitter {
           break
         }
         const batch = this.takeBatch(next.running, pace.target.name, n, now)
-        if (batch.length > 0) void this.dispatch(next.running, pace, batch)
+        if (batch.length > 0) this.track(this.dispatch(next.running, pace, batch))
       }
     }
 
     if (wait !== Infinity) this.wakeIn(wait)
+  }
+
+  private track (task: Promise<void>): void {
+    this.#tasks.add(task)
+    void task.finally(() => this.#tasks.delete(task))
   }
 
   private wakeIn (ms: number): void {

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync, copyFileSync, readdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { loadConfig, type Config } from '../appliance/config.js'
-import { openStore, DATA_FILE, KEY_FILE } from '../appliance/store/store.js'
+import { openStore, verifyKey, DATA_FILE, KEY_FILE } from '../appliance/store/store.js'
 import { Directory, type OrganisationKind } from '../appliance/directory.js'
 import { createToken, SCOPES, type Scope } from '../appliance/api-tokens.js'
 import { importMembersCsv } from '../appliance/members/member-import.js'
@@ -23,7 +23,11 @@ export function configFrom (values: Record<string, unknown>): Config {
 }
 
 async function withDirectory<T> (config: Config, work: (directory: Directory) => T): Promise<T> {
-  const { store, vault } = openStore(config.dataDir, config.keyFile)
+  const { store, vault, created } = openStore(config.dataDir, config.keyFile)
+  if (created) {
+    process.stderr.write(`A new data folder was made in ${config.dataDir}, with the address key ` +
+      `${config.keyFile ?? join(config.dataDir, KEY_FILE)}. Back the key up: without it no address can be read.\n`)
+  }
   try {
     const directory = new Directory(store, vault)
     directory.ensureDefaultTopics()
@@ -40,16 +44,29 @@ export async function checkConfigCommand (args: string[]): Promise<void> {
 
 export async function dkimKeygenCommand (args: string[]): Promise<void> {
   const { values } = readOptions(args, {
-    domain: { type: 'string' }, selector: { type: 'string' }, out: { type: 'string' }, bits: { type: 'string' }
+    domain: { type: 'string' },
+    selector: { type: 'string' },
+    out: { type: 'string' },
+    bits: { type: 'string' },
+    'public-ip': { type: 'string' }
   })
   if (typeof values.domain !== 'string' || typeof values.selector !== 'string') {
     throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'dkim-keygen needs --domain and --selector')
   }
   const bits = typeof values.bits === 'string' ? Number(values.bits) : undefined
-  const key = generateDkimKey({ domain: values.domain, selector: values.selector, ...(bits === undefined ? {} : { bits }) })
+  const publicIp = values['public-ip'] as string | undefined
   const file = resolve(typeof values.out === 'string' ? values.out : `dkim-${values.selector}.pem`)
+  if (existsSync(file)) {
+    throw new MimamoriError('MIMAMORI_CONFLICT', `${file} exists; give another --out or move the old key away`)
+  }
+  const key = generateDkimKey({
+    domain: values.domain,
+    selector: values.selector,
+    ...(bits === undefined ? {} : { bits }),
+    ...(publicIp === undefined ? {} : { publicIp })
+  })
   writeFileSync(file, key.privateKeyPem, { mode: 0o600, flag: 'wx' })
-  out(`# private key written to ${file} (mode 0600); set dkim.keyFile to it\n`)
+  process.stderr.write(`Private key written to ${file} (mode 0600); set dkim.keyFile to it.\n`)
   out(formatDnsRecords(key.records))
 }
 
@@ -124,7 +141,7 @@ export async function backupCommand (args: string[]): Promise<void> {
   if (existsSync(join(target, DATA_FILE))) {
     throw new MimamoriError('MIMAMORI_CONFLICT', `${target} already holds a backup`)
   }
-  const { store } = openStore(config.dataDir, config.keyFile)
+  const { store } = openStore(config.dataDir, config.keyFile, { mustExist: true })
   try {
     // A consistent snapshot while the appliance keeps writing (LMDB copies from a read transaction).
     await store.root.backup(join(target, DATA_FILE), true)
@@ -145,10 +162,10 @@ export async function restoreCommand (args: string[]): Promise<void> {
   if (present.length > 0) {
     throw new MimamoriError('MIMAMORI_CONFLICT', `${config.dataDir} already holds data; restore into an empty folder`)
   }
+  // The key is checked against the backup before anything is copied.
+  const keyFile = config.keyFile ?? join(config.dataDir, KEY_FILE)
+  verifyKey(join(source, DATA_FILE), keyFile)
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
   copyFileSync(join(source, DATA_FILE), join(config.dataDir, DATA_FILE))
-  // Opening checks the key against the restored data.
-  const { store } = openStore(config.dataDir, config.keyFile)
-  await store.close()
   out(`restored into ${config.dataDir}\n`)
 }

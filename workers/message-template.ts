@@ -17,6 +17,11 @@ export interface BroadcastContent {
   baseUrl: string
   priority: 'emergency' | 'normal' | 'bulk'
   language?: 'ja' | 'en'
+  /**
+   * Whether the appliance reads mail sent back to it. Only then does a message offer replies:
+   * a Reply-To, a mailto unsubscribe URI, and the line saying 「配信停止」 by reply works.
+   */
+  repliesRead?: boolean
 }
 
 export interface RecipientFields {
@@ -169,7 +174,7 @@ function bodyPieces (content: BroadcastContent, baseUrl: string): [string, strin
 
   const head = `${body}\r\n\r\n${text.confirm}\r\n${baseUrl}/r/`
   const middle = ['', '', '----', ...sender, '', ...text.stop, `${baseUrl}/u/`].join('\r\n')
-  const tail = `\r\n${text.reply}\r\n`
+  const tail = content.repliesRead === true ? `\r\n${text.reply}\r\n` : '\r\n'
   return [head, middle, tail]
 }
 
@@ -237,6 +242,7 @@ export class MessageTemplate {
   readonly #domain: string
   readonly #baseUrl: string
   readonly #broadcastId: string
+  readonly #repliesRead: boolean
   readonly #from: string
   readonly #rest: string
   // The body's leading bytes that end on a whole base64 line, encoded once for every message.
@@ -251,6 +257,7 @@ export class MessageTemplate {
     this.#domain = content.mailDomain.toLowerCase()
     this.#baseUrl = content.baseUrl.replace(/\/+$/, '')
     this.#broadcastId = content.broadcastId
+    this.#repliesRead = content.repliesRead === true
 
     const headers = sharedHeaders(content, smtpSpelling(content.fromAddress), this.#domain)
     const fromEnd = headers.indexOf('\r\nSubject:') + 2
@@ -277,9 +284,7 @@ export class MessageTemplate {
       this.#rest +
       `Date: ${cachedDate(date)}\r\n` +
       `Message-ID: ${messageId}\r\n` +
-      `Reply-To: reply+${token}@${domain}\r\n` +
-      `List-Unsubscribe: <${this.#baseUrl}/u/${token}>,\r\n` +
-      ` <mailto:unsubscribe+${token}@${domain}>\r\n\r\n`
+      this.replyHeaders(token, domain)
 
     const tokenBytes = Buffer.from(token, 'latin1')
     const rest = [this.#bodyHead, tokenBytes, this.#bodyMiddle, tokenBytes, this.#bodyTail]
@@ -290,6 +295,13 @@ export class MessageTemplate {
 
     const raw = this.#signer === undefined ? unsigned : this.#signer.sign(unsigned)
     return { envelopeFrom: `bounce+${token}@${domain}`, to, messageId, raw }
+  }
+
+  // RFC 8058 needs only the HTTPS URI; the mailto URI and Reply-To appear when replies are read.
+  private replyHeaders (token: string, domain: string): string {
+    const web = `List-Unsubscribe: <${this.#baseUrl}/u/${token}>`
+    if (!this.#repliesRead) return `${web}\r\n\r\n`
+    return `Reply-To: reply+${token}@${domain}\r\n${web},\r\n <mailto:unsubscribe+${token}@${domain}>\r\n\r\n`
   }
 }
 

@@ -38,9 +38,29 @@ const templates = new Map<number, MessageTemplate>()
 const transports = new Map<string, Transporter>()
 const mxCache = new Map<string, { host: string, until: number }>()
 
+const activeTasks = new Map<string, number>()
+
 export default async function send (task: SendTask): Promise<Outcome[]> {
   const template = templateFor(task)
-  return await Promise.all(task.recipients.map(async (r) => await sendOne(task.route, task.broadcastId, template, r)))
+  const route = task.route
+  activeTasks.set(route.name, (activeTasks.get(route.name) ?? 0) + 1)
+  try {
+    return await Promise.all(task.recipients.map(async (r) => await sendOne(route, task.broadcastId, template, r)))
+  } finally {
+    const left = (activeTasks.get(route.name) ?? 1) - 1
+    activeTasks.set(route.name, left)
+    // A route allowed fewer connections than there are workers must not keep an idle one open
+    // in this worker while another worker sends: close it when this worker has nothing for it.
+    if (left === 0 && route.maxConnections < setup.workers) closeRoute(route.name)
+  }
+}
+
+function closeRoute (name: string): void {
+  for (const [key, transport] of transports) {
+    if (!key.startsWith(`${name}|`)) continue
+    transport.close()
+    transports.delete(key)
+  }
 }
 
 async function sendOne (

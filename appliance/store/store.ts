@@ -54,11 +54,16 @@ export interface OpenedStore {
  * Opens (or creates) the store in dataDir. With existing data, the key file must exist and match,
  * else MIMAMORI_KEY_MISSING / MIMAMORI_KEY_WRONG is thrown and nothing has been written.
  */
-export function openStore (dataDir: string, keyFile = join(dataDir, KEY_FILE)): OpenedStore {
+export function openStore (
+  dataDir: string, keyFile = join(dataDir, KEY_FILE), options: { mustExist?: boolean } = {}
+): OpenedStore {
   const dataFile = join(dataDir, DATA_FILE)
   const existing = existsSync(dataFile)
 
   if (existing) return openExisting(dataFile, keyFile)
+  if (options.mustExist === true) {
+    throw new MimamoriError('MIMAMORI_NOT_FOUND', `${dataDir} holds no Mimamori data; check dataDir`)
+  }
 
   mkdirSync(dataDir, { recursive: true, mode: 0o700 })
   const key = existsSync(keyFile) ? readKeyFile(keyFile) : createKeyFile(keyFile)
@@ -76,6 +81,12 @@ function openExisting (dataFile: string, keyFile: string): OpenedStore {
       'restore it from your backup (without it no stored address can be read); nothing was changed')
   }
 
+  const vault = verifyKey(dataFile, keyFile)
+  return { store: openEnvironment(dataFile), vault, created: false }
+}
+
+/** Reads the key file and checks it against a data file without writing to it. */
+export function verifyKey (dataFile: string, keyFile: string): AddressVault {
   const vault = new AddressVault(readKeyFile(keyFile))
   const probe = open({ path: dataFile, readOnly: true, maxDbs: 32 })
   const stored = probe.openDB({ name: 'meta' }).get('keyCheck') as string | undefined
@@ -85,8 +96,7 @@ function openExisting (dataFile: string, keyFile: string): OpenedStore {
       `the address key in ${keyFile} does not belong to this data folder; ` +
       'use the key file that was created with it; nothing was changed')
   }
-
-  return { store: openEnvironment(dataFile), vault, created: false }
+  return vault
 }
 
 function openEnvironment (dataFile: string): Store {

@@ -60,3 +60,22 @@ t.test('a file that is not YAML or not a mapping is refused clearly', async (t) 
   t.throws(() => loadConfig({ file: join(dir, 'list.yaml'), env: {} }), { message: /mapping/ })
   t.throws(() => loadConfig({ file: join(dir, 'missing.yaml'), env: {} }), { message: /cannot read/ })
 })
+
+t.test('a TOML file is read as well', async (t) => {
+  const dir = t.testdir({ 'mimamori.toml': 'mailDomain = "mail.city.example.jp"\n[http]\nport = 8181\n' })
+  const config = loadConfig({ file: join(dir, 'mimamori.toml'), env: {} })
+  t.equal(config.http.port, 8181)
+  t.equal(config.mailDomain, 'mail.city.example.jp')
+})
+
+t.test('variables that name the file or a token are not taken for settings', async (t) => {
+  const config = loadConfig({ env: { MIMAMORI_CONFIG: '/etc/mimamori.yaml', MIMAMORI_API_TOKEN: 'mmr_x' } })
+  t.equal(config.http.port, 8080)
+})
+
+t.test('an empty or non-numeric number, a bad sender address and an unknown time zone are refused', async (t) => {
+  t.throws(() => loadConfig({ env: { MIMAMORI_HTTP__PORT: '' } }), { message: /must be a number/ })
+  t.throws(() => loadConfig({ env: { MIMAMORI_HTTP__PORT: 'eighty' } }), { message: /must be a number/ })
+  t.throws(() => checkConfig({ sender: { address: 'not an address' } }), { message: /sender\.address/ })
+  t.throws(() => checkConfig({ timeZone: 'Mars/Olympus' }), { message: /time zone/ })
+})

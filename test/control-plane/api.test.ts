@@ -31,9 +31,10 @@ function sumCounts (counts: Record<string, number>): number {
 t.test('a token with broadcasts:write creates a broadcast that GET follows to done', async (t) => {
   const { appliance, app, city, simulators } = await startApi(t)
   const ids = seedSubscribers(appliance.directory, city, 150)
-  const headers = bearer(appliance, ['broadcasts:write', 'broadcasts:read'])
+  const writer = bearer(appliance, ['broadcasts:write'])
+  const headers = bearer(appliance, ['broadcasts:read'])
 
-  const created = await post(app, headers, {
+  const created = await post(app, writer, {
     organisation: city.cityId, ...message, priority: 'emergency', targets: {}
   })
   t.equal(created.status, 201)
@@ -279,6 +280,11 @@ t.test('cancel ends a running broadcast with the rest cancelled and every recipi
   await waitFor(() => acceptedBySimulators(simulators) >= 20)
   const cancelled = await app.inject({ method: 'POST', url: `/api/v1/broadcasts/${id}/cancel`, headers })
   t.equal(cancelled.statusCode, 200)
+  // Until the messages in flight are answered the broadcast still reads `sending`.
+  t.ok(['sending', 'cancelled'].includes(json(cancelled).status))
+  t.equal(json(cancelled).counts.queued, 0, 'nothing is left queued once cancel answers')
+  t.equal(json(cancelled).counts.sending + json(cancelled).counts.accepted + json(cancelled).counts.cancelled,
+    ids.length, 'the rest is cancelled at once')
 
   const done = await followReport(app, headers, id, (r) => r.status === 'cancelled')
   t.equal(done.total, ids.length)

@@ -43,9 +43,8 @@ t.test('each recipient gets a personal message with its own links and headers', 
     const text = raw.toString('latin1').replace(/\r\n[ \t]+/g, ' ')
     t.equal(text.match(/^List-Unsubscribe:/gim)?.length, 1, 'one List-Unsubscribe header')
     t.equal(text.match(/^List-Unsubscribe-Post: List-Unsubscribe=One-Click\r$/gim)?.length, 1, 'RFC 8058 header')
-    t.ok(text.includes(`List-Unsubscribe: <https://mimamori.example.jp/u/${token}>, <mailto:unsubscribe+${token}@mimamori.example.jp>`),
-      'the one-click URL and a mailto in the one header')
-    t.equal(parsed.replyTo?.value[0]?.address, `reply+${token}@mimamori.example.jp`)
+    t.ok(text.includes(`List-Unsubscribe: <https://mimamori.example.jp/u/${token}>\r\n`),
+      'the one-click URL in the one header')
     t.match(parsed.messageId, /@mimamori\.example\.jp>$/)
     t.ok((parsed.text ?? '').includes(`https://mimamori.example.jp/r/${token}`), 'a read-confirmation link')
     t.ok((parsed.text ?? '').includes(`https://mimamori.example.jp/u/${token}`), 'an unsubscribe link')

@@ -24,6 +24,7 @@ function content (overrides: Partial<BroadcastContent> = {}): BroadcastContent {
     mailDomain: 'mail.mimamori.example',
     baseUrl: 'https://mimamori.example.jp',
     priority: 'normal',
+    repliesRead: true,
     ...overrides
   }
 }
@@ -202,4 +203,16 @@ t.test('bad shared settings are refused', async (t) => {
 
 t.test('formatDate gives an RFC 5322 date in Japan time', async (t) => {
   t.equal(formatDate(new Date('2024-12-31T15:05:09Z')), 'Wed, 01 Jan 2025 00:05:09 +0900')
+})
+
+t.test('a message offers no reply channel while the appliance does not read replies', async (t) => {
+  const template = new MessageTemplate(content({ repliesRead: false }))
+  const message = template.render({ to: 'hanako@docomo.ne.jp', token: 'tok_123' })
+  const raw = message.raw.toString('latin1').replace(/\r\n[ \t]+/g, ' ')
+  t.match(raw, /^List-Unsubscribe: <https:\/\/mimamori\.example\.jp\/u\/tok_123>\r$/m, 'the HTTPS URI alone')
+  t.notMatch(raw, /^Reply-To:/m)
+  t.notMatch(raw, /mailto:/)
+  const parsed = await simpleParser(message.raw)
+  t.notMatch(parsed.text ?? '', /返信/, 'the footer does not promise a reply channel')
+  t.match(parsed.text ?? '', /https:\/\/mimamori\.example\.jp\/u\/tok_123/, 'the unsubscribe link stays')
 })
