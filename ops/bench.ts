@@ -21,8 +21,8 @@ import { CARRIER_ROUTES, CARRIER_DOMAINS, syntheticAddress } from './sample-city
 import { parseAddress } from '../appliance/address.js'
 import { readOptions } from './cli.js'
 
-const CONNECTIONS_PER_ROUTE = 10
-const ROUTES = [...CARRIER_ROUTES.map((r) => r.name), 'default']
+export const CONNECTIONS_PER_ROUTE = 10
+export const ROUTES = [...CARRIER_ROUTES.map((r) => r.name), 'default']
 
 export interface BenchResult {
   recipients: number
@@ -37,11 +37,28 @@ export interface BenchResult {
   duplicates: number
   ceiling: { seconds: number, recipientsPerSecond: number }
   ratio: number
+  overtake: Overtake
   seedSeconds: number
 }
 
+/** An emergency submitted while a bulk broadcast to everyone is running. */
+export interface Overtake {
+  emergencyRecipients: number
+  bulkAcceptedBefore: number
+  firstAcceptanceSeconds: number
+  lastAcceptanceSeconds: number
+}
+
 export async function benchCommand (args: string[]): Promise<void> {
-  const { values } = readOptions(args, { recipients: { type: 'string' }, dkim: { type: 'boolean' }, workers: { type: 'string' } })
+  const { values } = readOptions(args, {
+    recipients: { type: 'string' }, dkim: { type: 'boolean' }, workers: { type: 'string' }, kill: { type: 'boolean' }
+  })
+  if (values.kill === true) {
+    const { runCrashBench } = await import('./bench-crash.js')
+    const crash = await runCrashBench({ recipients: Number((values.recipients as string | undefined) ?? 100_000) })
+    process.stdout.write(JSON.stringify(crash) + '\n')
+    return
+  }
   const result = await runBench({
     recipients: Number((values.recipients as string | undefined) ?? 100_000),
     dkim: values.dkim === true,
@@ -61,8 +78,9 @@ export async function runBench (options: { recipients: number, dkim: boolean, wo
 
     const run = await broadcastOnce(appliance, cityId)
     const peakRssMB = Math.round(process.resourceUsage().maxRSS / 1024)
-    await appliance.close()
     const received = await fleet.stats()
+    const overtake = await measureOvertake(appliance, cityId)
+    await appliance.close()
     const ceiling = await pushCeiling(fleet, options.recipients, dkimKey)
     const rate = options.recipients / run.seconds
     return {
@@ -78,6 +96,7 @@ export async function runBench (options: { recipients: number, dkim: boolean, wo
       duplicates: received.duplicates,
       ceiling: { seconds: round(ceiling), recipientsPerSecond: Math.round(options.recipients / ceiling) },
       ratio: round(rate / (options.recipients / ceiling)),
+      overtake,
       seedSeconds: round(seedSeconds)
     }
   } finally {
@@ -109,13 +128,13 @@ function benchConfig (dir: string, fleet: SimulatorFleet, workers: number, dkim?
 }
 
 // Seeding runs in a child process: its garbage would otherwise count in the appliance's peak RSS.
-async function seed (dataDir: string, n: number): Promise<{ cityId: string, seedSeconds: number }> {
+export async function seed (dataDir: string, n: number): Promise<{ cityId: string, token: string, seedSeconds: number }> {
   const started = performance.now()
   const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js'
   const child = fork(fileURLToPath(new URL(`./bench-seed${ext}`, import.meta.url)), [dataDir, String(n)])
-  const [reply] = await once(child, 'message') as [{ cityId: string }]
+  const [reply] = await once(child, 'message') as [{ cityId: string, token: string }]
   await once(child, 'exit')
-  return { cityId: reply.cityId, seedSeconds: (performance.now() - started) / 1000 }
+  return { ...reply, seedSeconds: (performance.now() - started) / 1000 }
 }
 
 async function broadcastOnce (appliance: Appliance, cityId: string): Promise<{
@@ -141,6 +160,30 @@ async function broadcastOnce (appliance: Appliance, cityId: string): Promise<{
   const first = Date.parse(report.firstAcceptedAt ?? '') - submittedAt
   const last = Date.parse(report.lastAcceptedAt ?? '') - submittedAt
   return { seconds: last / 1000, first: first / 1000, submit: (frozenAt - submittedAt) / 1000, accepted: report.counts.accepted }
+}
+
+// A bulk broadcast to everyone runs; once a tenth is accepted, an emergency to one school is
+// submitted. The bulk one is cancelled when the emergency is done.
+async function measureOvertake (appliance: Appliance, cityId: string): Promise<Overtake> {
+  const base = { organisationId: cityId, targets: {}, createdBy: 'bench' }
+  const bulk = appliance.submit({ ...base, subject: '給食だより（ベンチマーク）', body: '今月の献立です。', priority: 'bulk' })
+  const accepted = (): number => appliance.dispatcher.live(bulk.id)?.counts.byState.accepted ?? 0
+  while (accepted() < bulk.total / 10) await new Promise((resolve) => setTimeout(resolve, 10))
+
+  const bulkAcceptedBefore = accepted()
+  const submittedAt = Date.now()
+  const emergency = appliance.submit({
+    ...base, organisationId: 'higashi-es', subject: '【緊急】不審者情報（ベンチマーク）', body: '至急ご確認ください。', priority: 'emergency'
+  })
+  const report = await appliance.finished(emergency.id)
+  appliance.cancel(bulk.id)
+  await appliance.finished(bulk.id)
+  return {
+    emergencyRecipients: emergency.total,
+    bulkAcceptedBefore,
+    firstAcceptanceSeconds: round((Date.parse(report.firstAcceptedAt ?? '') - submittedAt) / 1000),
+    lastAcceptanceSeconds: round((Date.parse(report.lastAcceptedAt ?? '') - submittedAt) / 1000)
+  }
 }
 
 // The ceiling: 1,000 messages built beforehand (reused round-robin, each to its own envelope

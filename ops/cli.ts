@@ -10,9 +10,10 @@ Usage: mimamori <command> [options]
 
   start [--config FILE]                      run the appliance
   demo [--subscribers N] [--port P]          run it on a sample city with local gateway simulators
-  bench [--recipients N] [--dkim]            end-to-end benchmark; prints one JSON line
+  bench [--recipients N] [--dkim] [--kill]   end-to-end benchmark; prints one JSON line
+                                             (--kill: SIGKILL mid-broadcast, restart, count)
   check-config [--config FILE]               validate the configuration and print it
-  dkim-keygen --domain D --selector S [--out FILE]
+  dkim-keygen --domain D --selector S [--out FILE] [--public-ip IP]
                                              make a DKIM key and print the DNS records
   token create --name NAME --scopes S,S [--org CODE] [--config FILE]
                                              make an API token (shown once)
@@ -50,6 +51,10 @@ async function main (argv: string[]): Promise<void> {
     return
   }
   const command = COMMANDS[name]
+  if (command !== undefined && (rest.includes('--help') || rest.includes('-h'))) {
+    process.stdout.write(USAGE)
+    return
+  }
   if (command === undefined) {
     process.stderr.write(`mimamori: unknown command "${name}"\n\n${USAGE}`)
     process.exitCode = 2
@@ -66,15 +71,18 @@ export function readOptions<T extends NonNullable<Parameters<typeof parseArgs>[0
     const parsed = parseArgs({ args, options: { config: { type: 'string' }, ...options }, allowPositionals, strict: true })
     return { values: parsed.values as Record<string, string | boolean | string[] | undefined>, positionals: parsed.positionals }
   } catch (err) {
-    throw new MimamoriError('MIMAMORI_BAD_REQUEST', (err as Error).message)
+    throw new MimamoriError('MIMAMORI_BAD_REQUEST', `${(err as Error).message}; \`mimamori help\` lists the options`)
   }
 }
 
 /** The command's entry (bin/mimamori.js): runs one sub-command and sets the exit code. */
 export function run (argv: string[]): void {
   main(argv).catch((err: unknown) => {
-    const message = err instanceof MimamoriError
-      ? `${err.message} (${err.code})`
+    // A system error (a missing file, a port in use, a refused connection) is the operator's to
+    // fix and needs no stack trace; anything else is a bug, and the stack helps its report.
+    const { code, syscall } = (err ?? {}) as { code?: unknown, syscall?: unknown }
+    const message = err instanceof MimamoriError || (err instanceof Error && typeof syscall === 'string')
+      ? `${(err as Error).message} (${String(code)})`
       : String((err as Error)?.stack ?? err)
     process.stderr.write(`mimamori: ${message}\n`)
     process.exit(1)

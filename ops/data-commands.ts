@@ -22,8 +22,12 @@ export function configFrom (values: Record<string, unknown>): Config {
   return loadConfig(file === undefined ? {} : { file })
 }
 
-async function withDirectory<T> (config: Config, work: (directory: Directory) => T): Promise<T> {
-  const { store, vault, created } = openStore(config.dataDir, config.keyFile)
+// mustExist: a command that only reads, or needs records already there, must not make a new
+// data folder and key where a mistyped dataDir points.
+async function withDirectory<T> (
+  config: Config, work: (directory: Directory) => T, options: { mustExist?: boolean } = {}
+): Promise<T> {
+  const { store, vault, created } = openStore(config.dataDir, config.keyFile, options)
   if (created) {
     process.stderr.write(`A new data folder was made in ${config.dataDir}, with the address key ` +
       `${config.keyFile ?? join(config.dataDir, KEY_FILE)}. Back the key up: without it no address can be read.\n`)
@@ -71,13 +75,19 @@ export async function dkimKeygenCommand (args: string[]): Promise<void> {
 }
 
 export async function tokenCommand (args: string[]): Promise<void> {
-  const [action, ...rest] = args
-  if (action !== 'create') throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'usage: mimamori token create --name NAME --scopes S,S [--org CODE]')
-  const { values } = readOptions(rest, { name: { type: 'string' }, scopes: { type: 'string' }, org: { type: 'string' } })
+  const { values, positionals } = readOptions(args, { name: { type: 'string' }, scopes: { type: 'string' }, org: { type: 'string' } }, true)
+  if (positionals.length !== 1 || positionals[0] !== 'create') {
+    throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'usage: mimamori token create --name NAME --scopes S,S [--org CODE]')
+  }
   if (typeof values.name !== 'string' || typeof values.scopes !== 'string') {
     throw new MimamoriError('MIMAMORI_BAD_REQUEST', `token create needs --name and --scopes (some of ${SCOPES.join(', ')})`)
   }
-  const scopes = values.scopes.split(',').map((s) => s.trim()) as Scope[]
+  const scopes = values.scopes.split(',').map((s) => s.trim()).filter((s) => s !== '') as Scope[]
+  const unknown = scopes.filter((s) => !SCOPES.includes(s))
+  if (unknown.length > 0 || scopes.length === 0) {
+    const named = unknown.length > 0 ? `unknown scope ${unknown.map((s) => `"${s}"`).join(', ')}; ` : ''
+    throw new MimamoriError('MIMAMORI_BAD_REQUEST', `${named}--scopes takes some of ${SCOPES.join(', ')}`)
+  }
   const org = values.org as string | undefined
   const secret = await withDirectory(configFrom(values), (directory) => {
     if (org !== undefined) directory.organisation(org)
@@ -87,33 +97,47 @@ export async function tokenCommand (args: string[]): Promise<void> {
   process.stderr.write('Keep this token: it is shown only once.\n')
 }
 
+const ORG_USAGE = 'usage: mimamori org create --id CODE --name NAME --kind KIND --address ADDR ' +
+  '[--parent CODE] [--phone P] | mimamori org list'
+
+// The kinds Directory's OrganisationKind allows; the Directory itself does not check them.
+const ORGANISATION_KINDS: readonly OrganisationKind[] =
+  ['city', 'school', 'kindergarten', 'fire-department', 'office', 'other']
+
 export async function orgCommand (args: string[]): Promise<void> {
-  const [action, ...rest] = args
-  const { values } = readOptions(rest, {
+  const { values, positionals } = readOptions(args, {
     id: { type: 'string' }, name: { type: 'string' }, kind: { type: 'string' }, address: { type: 'string' },
     parent: { type: 'string' }, phone: { type: 'string' }
-  })
-  await withDirectory(configFrom(values), (directory) => {
-    if (action === 'list') {
+  }, true)
+  const action = positionals[0]
+  if (positionals.length !== 1 || (action !== 'list' && action !== 'create')) {
+    throw new MimamoriError('MIMAMORI_BAD_REQUEST', ORG_USAGE)
+  }
+  if (action === 'list') {
+    await withDirectory(configFrom(values), (directory) => {
       out(directory.organisations().map((o) => ({
         ...o, groups: directory.groups(o.id).map((g) => ({ id: g.id, path: directory.groupPath(g.id) }))
       })))
-      return
-    }
-    if (action !== 'create' || typeof values.id !== 'string' || typeof values.name !== 'string' ||
-      typeof values.address !== 'string') {
-      throw new MimamoriError('MIMAMORI_BAD_REQUEST',
-        'usage: mimamori org create --id CODE --name NAME --kind KIND --address ADDR [--parent CODE] [--phone P]')
-    }
-    const org = directory.createOrganisation({
-      id: values.id,
-      name: values.name,
-      kind: ((values.kind as string | undefined) ?? 'school') as OrganisationKind,
-      postalAddress: values.address,
+    }, { mustExist: true })
+    return
+  }
+
+  if (typeof values.id !== 'string' || typeof values.name !== 'string' || typeof values.address !== 'string') {
+    throw new MimamoriError('MIMAMORI_BAD_REQUEST', `org create needs --id, --name and --address; ${ORG_USAGE}`)
+  }
+  const kind = ((values.kind as string | undefined) ?? 'school') as OrganisationKind
+  if (!ORGANISATION_KINDS.includes(kind)) {
+    throw new MimamoriError('MIMAMORI_BAD_REQUEST', `--kind "${kind}" is not one of ${ORGANISATION_KINDS.join(', ')}`)
+  }
+  await withDirectory(configFrom(values), (directory) => {
+    out(directory.createOrganisation({
+      id: values.id as string,
+      name: values.name as string,
+      kind,
+      postalAddress: values.address as string,
       ...(typeof values.parent === 'string' ? { parentId: values.parent } : {}),
       ...(typeof values.phone === 'string' ? { phone: values.phone } : {})
-    })
-    out(org)
+    }))
   })
 }
 
@@ -123,12 +147,22 @@ export async function importCommand (args: string[]): Promise<void> {
   if (file === undefined || typeof values.org !== 'string') {
     throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'usage: mimamori import FILE --org CODE [--dry-run]')
   }
-  const input = readFileSync(file)
+  const input = readInputFile(file)
   const report = await withDirectory(configFrom(values), (directory) =>
-    importMembersCsv(directory, values.org as string, input, { dryRun: values['dry-run'] === true }))
+    importMembersCsv(directory, values.org as string, input, { dryRun: values['dry-run'] === true }),
+  { mustExist: true })
   out(report)
   if (report.errors.length > 0) {
     process.stderr.write(`${report.errors.length} row(s) were not imported; see "errors" above.\n`)
+  }
+}
+
+/** The file's bytes, or MIMAMORI_NOT_FOUND naming it (an operator's typo needs no stack trace). */
+export function readInputFile (file: string): Buffer {
+  try {
+    return readFileSync(file)
+  } catch (err) {
+    throw new MimamoriError('MIMAMORI_NOT_FOUND', `cannot read ${file}: ${(err as Error).message}`, { cause: err })
   }
 }
 
@@ -137,12 +171,13 @@ export async function backupCommand (args: string[]): Promise<void> {
   const target = positionals[0]
   if (target === undefined) throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'usage: mimamori backup DIR')
   const config = configFrom(values)
-  mkdirSync(target, { recursive: true, mode: 0o700 })
   if (existsSync(join(target, DATA_FILE))) {
     throw new MimamoriError('MIMAMORI_CONFLICT', `${target} already holds a backup`)
   }
+  // The data is checked before the target folder is made: a wrong dataDir leaves nothing behind.
   const { store } = openStore(config.dataDir, config.keyFile, { mustExist: true })
   try {
+    mkdirSync(target, { recursive: true, mode: 0o700 })
     // A consistent snapshot while the appliance keeps writing (LMDB copies from a read transaction).
     await store.root.backup(join(target, DATA_FILE), true)
   } finally {
@@ -164,6 +199,10 @@ export async function restoreCommand (args: string[]): Promise<void> {
   }
   // The key is checked against the backup before anything is copied.
   const keyFile = config.keyFile ?? join(config.dataDir, KEY_FILE)
+  if (!existsSync(keyFile)) {
+    throw new MimamoriError('MIMAMORI_KEY_MISSING', `the backup holds no address key; put the key file kept ` +
+      `apart from it at ${keyFile} first, then run restore again; nothing was copied`)
+  }
   verifyKey(join(source, DATA_FILE), keyFile)
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
   copyFileSync(join(source, DATA_FILE), join(config.dataDir, DATA_FILE))

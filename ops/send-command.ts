@@ -1,11 +1,10 @@
 // Runs as `mimamori send`: submits a broadcast through the running appliance's API (so the
 // appliance that owns the ledger sends it) and, with --wait, follows it to the end.
 
-import { readFileSync } from 'node:fs'
 import { request } from 'undici'
-import { MimamoriError } from '../appliance/errors.js'
+import { ERRORS, MimamoriError, type ErrorCode } from '../appliance/errors.js'
 import { readOptions } from './cli.js'
-import { configFrom } from './data-commands.js'
+import { configFrom, readInputFile } from './data-commands.js'
 
 export async function sendCommand (args: string[]): Promise<void> {
   const { values } = readOptions(args, {
@@ -19,10 +18,11 @@ export async function sendCommand (args: string[]): Promise<void> {
     throw new MimamoriError('MIMAMORI_BAD_REQUEST',
       'send needs --org, --subject, --body or --body-file, and --token (or MIMAMORI_API_TOKEN)')
   }
-  const body = typeof values['body-file'] === 'string' ? readFileSync(values['body-file'], 'utf8') : values.body
+  const body = typeof values['body-file'] === 'string' ? readInputFile(values['body-file']).toString('utf8') : values.body
   if (typeof body !== 'string') throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'send needs --body or --body-file')
 
   const base = (values.url as string | undefined) ?? defaultUrl(values)
+  if (!URL.canParse(base)) throw new MimamoriError('MIMAMORI_BAD_REQUEST', `--url "${base}" is not a URL`)
   const payload = {
     organisation: values.org,
     subject: values.subject,
@@ -41,18 +41,39 @@ export async function sendCommand (args: string[]): Promise<void> {
 
 function defaultUrl (values: Record<string, unknown>): string {
   const { http } = configFrom(values)
+  if (http.port === 0) {
+    throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'the configuration sets http.port 0 (any free port): give --url')
+  }
   return `http://${http.host.includes(':') ? `[${http.host}]` : http.host}:${http.port}`
 }
 
 async function call (base: string, token: string, method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
-  const response = await request(new URL(path, base), {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) })
-  })
-  const json = await response.body.json() as { error?: { code: string, message: string } }
+  const url = new URL(path, base)
+  let response: Awaited<ReturnType<typeof request>>
+  try {
+    response = await request(url, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) })
+    })
+  } catch (err) {
+    const reason = (err as { code?: string }).code ?? (err as Error).message
+    throw new MimamoriError('MIMAMORI_BAD_REQUEST',
+      `cannot reach the appliance at ${url.origin} (${reason}); is \`mimamori start\` running there? ` +
+      'Give its address with --url', { cause: err })
+  }
+  const text = await response.body.text()
+  let json: { error?: { code?: string, message?: string } }
+  try {
+    json = JSON.parse(text) as typeof json
+  } catch {
+    throw new MimamoriError('MIMAMORI_BAD_REQUEST',
+      `${url.origin} answered ${response.statusCode} with something other than JSON; is it the appliance?`)
+  }
   if (response.statusCode >= 400) {
-    throw new MimamoriError('MIMAMORI_BAD_REQUEST', `the appliance answered ${response.statusCode}: ${json.error?.message ?? ''} (${json.error?.code ?? ''})`)
+    // The API's own code is passed on, so a script can tell a bad token from a bad request.
+    const code = json.error?.code !== undefined && json.error.code in ERRORS ? json.error.code as ErrorCode : 'MIMAMORI_BAD_REQUEST'
+    throw new MimamoriError(code, `the appliance answered ${response.statusCode}: ${json.error?.message ?? text}`)
   }
   return json
 }

@@ -34,7 +34,8 @@ const CONTENT: BroadcastContent = {
   organisation: { name: '松山市教育委員会', postalAddress: '愛媛県松山市二番町4-7-2' },
   mailDomain: DOMAIN,
   baseUrl: 'https://mimamori.example.jp',
-  priority: 'emergency'
+  priority: 'emergency',
+  repliesRead: true
 }
 
 async function verify (raw: Buffer, record: string) {
