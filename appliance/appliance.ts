@@ -21,6 +21,10 @@ import type { BroadcastContent } from '../workers/message-template.js'
 import { buildServer } from '../control-plane/server.js'
 import type { WorkerSetup } from '../workers/send-worker.js'
 import { DkimSigner } from '../workers/dkim-signer.js'
+import { Outbox } from './outbox.js'
+import { Inbox } from './inbound/inbox.js'
+import { InboundServer } from './inbound/inbound-server.js'
+import { registerInboundHandlers } from './inbound/handlers.js'
 
 export interface BroadcastReport {
   id: number
@@ -40,6 +44,7 @@ export interface BroadcastReport {
 
 export class Appliance {
   http?: FastifyInstance
+  inboundServer?: InboundServer
 
   private constructor (
     readonly config: Config,
@@ -50,7 +55,9 @@ export class Appliance {
     readonly routes: RouteTable,
     readonly book: BroadcastBook,
     readonly pool: Piscina,
-    readonly dispatcher: Dispatcher
+    readonly dispatcher: Dispatcher,
+    readonly outbox: Outbox,
+    readonly inbound: Inbox
   ) {}
 
   /** Opens the store, starts the workers and resumes every unfinished broadcast. */
@@ -68,7 +75,15 @@ export class Appliance {
       store, directory, book, routes, pool, config, log: log.child({ component: 'dispatcher' }),
       contentFor: (b) => (appliance as Appliance).contentFor(b)
     })
-    appliance = new Appliance(config, log, store, vault, directory, routes, book, pool, dispatcher)
+    const outbox = new Outbox({
+      store, vault, routes, pool, config, log: log.child({ component: 'outbox' }),
+      senderName: () => config.sender.name ?? rootOrganisationName(directory)
+    })
+    const inbound = new Inbox({ store, mailDomain: config.mailDomain, log: log.child({ component: 'inbound' }) })
+    appliance = new Appliance(config, log, store, vault, directory, routes, book, pool, dispatcher, outbox, inbound)
+    registerInboundHandlers(appliance)
+    outbox.start()
+    inbound.start()
     const resumed = dispatcher.resumeUnfinished()
     log.info({ dataDir: config.dataDir, created, resumed, routes: routes.targets.map((t) => t.name) },
       'appliance opened')
@@ -79,7 +94,34 @@ export class Appliance {
   async serve (): Promise<string> {
     this.http = await buildServer(this)
     const url = await this.http.listen({ host: this.config.http.host, port: this.config.http.port })
+    await this.listenInbound()
     return url
+  }
+
+  /** Starts the inbound SMTP service on config.smtp; resolves its port (serve() calls it). */
+  async listenInbound (): Promise<number> {
+    if (this.inboundServer !== undefined) return this.inboundServer.port
+    const { smtp, mailDomain } = this.config
+    this.inboundServer = new InboundServer({
+      host: smtp.host,
+      port: smtp.port,
+      maxMessageBytes: smtp.maxMessageBytes,
+      mailDomain,
+      inbox: this.inbound,
+      vault: this.vault,
+      log: this.log.child({ component: 'inbound' })
+    })
+    return await this.inboundServer.listen()
+  }
+
+  /** The port the inbound SMTP service listens on, once started. */
+  get inboundPort (): number | undefined {
+    return this.inboundServer?.port
+  }
+
+  get inboundUrl (): string | undefined {
+    const port = this.inboundPort
+    return port === undefined ? undefined : `smtp://${this.config.smtp.host}:${port}`
   }
 
   /** Checks, freezes and starts a broadcast. */
@@ -160,9 +202,8 @@ export class Appliance {
       mailDomain: this.config.mailDomain,
       baseUrl: this.config.publicBaseUrl.replace(/\/+$/, ''),
       priority: broadcast.priority,
-      // Known shortcoming: the appliance does not read inbound mail yet, so messages offer no
-      // reply channel (no Reply-To, no mailto unsubscribe). Proper fix: the inbound SMTP service.
-      repliesRead: false
+      // Replies and mailto unsubscribes reach the inbound service (inbound/reply-handler.ts).
+      repliesRead: true
     }
   }
 
@@ -184,12 +225,22 @@ export class Appliance {
   }
 
   async close (): Promise<void> {
+    await this.inboundServer?.close()
     await this.http?.close()
+    await this.inbound.stop()
     await this.dispatcher.stop()
+    await this.outbox.stop()
     await this.pool.destroy()
     await this.store.close()
     this.log.info('appliance closed')
   }
+}
+
+// The appliance's own mails (sign-up links, confirmations) go out in the city's name when no
+// sender.name is set: the organisation at the top of the tree.
+function rootOrganisationName (directory: Directory): string {
+  const roots = directory.organisations().filter((o) => o.parentId === undefined)
+  return roots.length === 1 ? (roots[0] as { name: string }).name : 'Mimamori'
 }
 
 function createPool (config: Config, vault: AddressVault): Piscina {

@@ -115,8 +115,12 @@ export class BroadcastBook {
   private resolve (input: Pick<BroadcastInput, 'organisationId' | 'targets'>): {
     chosen: Chosen[], excluded: number
   } {
+    const topics = (input.targets.topics ?? []).map((name) => {
+      const id = this.directory.resolveTopic(name)
+      if (id === undefined) throw new MimamoriError('MIMAMORI_BAD_REQUEST', `no topic "${name}"`)
+      return id
+    })
     const ids = this.candidates(input)
-    const topics = input.targets.topics ?? []
     const chosen: Chosen[] = []
     let excluded = 0
 
@@ -167,6 +171,9 @@ export class BroadcastBook {
 
   private addNamed (ids: Set<number>, named: number[], scope: string[]): void {
     for (const id of named) {
+      if (this.directory.subscriber(id) === undefined) {
+        throw new MimamoriError('MIMAMORI_NOT_FOUND', `no subscriber ${id}`)
+      }
       if (!scope.some((orgId) => this.directory.isMember(id, orgId))) {
         throw new MimamoriError('MIMAMORI_FORBIDDEN', `subscriber ${id} is not a member here`)
       }

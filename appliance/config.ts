@@ -55,7 +55,8 @@ export const ConfigSchema = Type.Object({
     maxMessageBytes: Type.Integer({ minimum: 1024, default: 10 * 1024 * 1024 })
   }, { additionalProperties: false, default: {} }),
   sender: Type.Object({
-    address: Type.Optional(Type.String())
+    address: Type.Optional(Type.String()),
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 100, pattern: '^[^\\r\\n]+$' }))
   }, { additionalProperties: false, default: {} }),
   dkim: Type.Optional(Type.Object({
     domain: Type.String(),
@@ -70,6 +71,16 @@ export const ConfigSchema = Type.Object({
     retryMaxSeconds: Type.Number({ minimum: 0.01, default: 3600 }),
     maxAttempts: Type.Integer({ minimum: 1, maximum: 100, default: 12 }),
     slowdownSeconds: Type.Number({ minimum: 0, default: 30 })
+  }, { additionalProperties: false, default: {} }),
+  signup: Type.Object({
+    linkMinutes: Type.Integer({ minimum: 5, maximum: 10080, default: 60 }),
+    linksPerHour: Type.Integer({ minimum: 1, maximum: 20, default: 3 })
+  }, { additionalProperties: false, default: {} }),
+  commands: Type.Object({
+    // A number: tests and drills may set a fraction of a minute.
+    confirmMinutes: Type.Number({ minimum: 0.001, maximum: 1440, default: 15 }),
+    perHour: Type.Integer({ minimum: 1, maximum: 1000, default: 10 }),
+    codeAttempts: Type.Integer({ minimum: 1, maximum: 20, default: 5 })
   }, { additionalProperties: false, default: {} }),
   routes: Type.Array(RouteSchema, { default: [] }),
   defaultRoute: DefaultRouteSchema

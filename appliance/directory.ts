@@ -1,6 +1,7 @@
 // Runs in the appliance: who is who — organisations (a tree), groups (a tree inside an
 // organisation), topics, subscribers with sealed addresses, and their memberships.
 
+import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto'
 import type { Store } from './store/store.js'
 import { nextId } from './store/store.js'
 import type { AddressVault } from './store/address-vault.js'
@@ -26,6 +27,8 @@ export interface Group {
   parentId?: string
   name: string
   createdAt: string
+  /** scrypt hash of the group password a sign-up must give to join; none means open */
+  passwordHash?: string
 }
 
 export interface Topic {
@@ -47,6 +50,8 @@ export interface Subscriber {
   language: string
   /** organisations this subscriber has stopped mail from */
   left?: string[]
+  /** set when a carrier's domain filter refused our mail: tell them how to allow it */
+  needsDomainAllow?: { at: string, reason: string, source: 'dsn' | 'smtp' }
   createdAt: string
   updatedAt: string
 }
@@ -175,6 +180,24 @@ export class Directory {
     return names.join('/')
   }
 
+  /**
+   * Sets or (with undefined) clears the password a sign-up needs to join the group.
+   * Known shortcoming: only code calls this; the panel and CLI to set it come with the panel.
+   */
+  setGroupPassword (id: string, password: string | undefined): Group {
+    const { passwordHash: _old, ...group } = this.group(id)
+    const next: Group = password === undefined
+      ? group
+      : { ...group, passwordHash: hashPassword(password) }
+    this.store.groups.putSync(id, next)
+    return next
+  }
+
+  /** True when the group needs no password or the password is its own. */
+  checkGroupPassword (group: Group, password: string): boolean {
+    return group.passwordHash === undefined || verifyPassword(group.passwordHash, password)
+  }
+
   // ---- topics --------------------------------------------------------------------------
 
   ensureDefaultTopics (): void {
@@ -263,14 +286,15 @@ export class Directory {
     this.store.organisationMembers.putSync([organisationId, subscriberId], [...groups])
   }
 
-  /** Ends every membership in one organisation: an opt-out from that sender. */
-  leaveOrganisation (subscriberId: number, organisationId: string): void {
-    const groups = this.store.organisationMembers.get([organisationId, subscriberId]) ?? []
-    for (const groupId of groups) this.store.groupMembers.removeSync([groupId, subscriberId])
-    this.store.organisationMembers.removeSync([organisationId, subscriberId])
+  /**
+   * Stops all mail from one organisation to the subscriber: an opt-out from that sender. The
+   * memberships stay, so the person still counts as excluded there and the mail of other
+   * organisations (the city's disaster warnings) still reaches them through the tree.
+   */
+  markLeft (subscriberId: number, organisationId: string): void {
     const subscriber = this.subscriber(subscriberId)
-    if (subscriber === undefined) return
-    const left = [...new Set([...(subscriber.left ?? []), organisationId])]
+    if (subscriber === undefined || subscriber.left?.includes(organisationId) === true) return
+    const left = [...(subscriber.left ?? []), organisationId]
     this.store.subscribers.putSync(subscriberId, { ...subscriber, left, updatedAt: new Date().toISOString() })
   }
 
@@ -281,6 +305,27 @@ export class Directory {
     this.store.subscribers.putSync(subscriberId, {
       ...subscriber, status: 'unsubscribed', updatedAt: new Date().toISOString()
     })
+  }
+
+  /** Ends one group membership, or (without a group) the whole organisation's; no opt-out. */
+  removeMembership (subscriberId: number, organisationId: string, groupId?: string): void {
+    const groups = this.store.organisationMembers.get([organisationId, subscriberId])
+    if (groups === undefined) return
+    const ending = groupId === undefined ? groups : [groupId]
+    for (const g of ending) this.store.groupMembers.removeSync([g, subscriberId])
+    const key = [organisationId, subscriberId]
+    if (groupId === undefined) this.store.organisationMembers.removeSync(key)
+    else this.store.organisationMembers.putSync(key, groups.filter((g) => g !== groupId))
+  }
+
+  /** The group ids the subscriber belongs to in each organisation. */
+  membershipsOf (subscriberId: number): Map<string, string[]> {
+    const out = new Map<string, string[]>()
+    for (const org of this.organisations()) {
+      const groups = this.store.organisationMembers.get([org.id, subscriberId])
+      if (groups !== undefined) out.set(org.id, groups)
+    }
+    return out
   }
 
   isMember (subscriberId: number, organisationId: string): boolean {
@@ -317,6 +362,23 @@ export class Directory {
   isSuppressed (index: string): boolean {
     return this.store.suppressions.get(index) !== undefined
   }
+}
+
+// Group passwords are shared on paper with a class, so they are short; scrypt makes each guess
+// cost, and the sign-up form allows only a few guesses per link.
+function hashPassword (password: string): string {
+  const salt = randomBytes(16)
+  const hash = scryptSync(password.normalize('NFKC'), salt, 32)
+  return `scrypt:${salt.toString('base64url')}:${hash.toString('base64url')}`
+}
+
+function verifyPassword (stored: string, password: string): boolean {
+  const [scheme, salt, hash] = stored.split(':')
+  if (scheme !== 'scrypt' || salt === undefined || hash === undefined) return false
+  const expected = Buffer.from(hash, 'base64url')
+  const salted = Buffer.from(salt, 'base64url')
+  const actual = scryptSync(password.normalize('NFKC'), salted, expected.length)
+  return timingSafeEqual(actual, expected)
 }
 
 function collectTree (root: string, children: Map<string, string[]>): string[] {

@@ -18,6 +18,7 @@ import {
 } from './ledger.js'
 import { RetryHeap } from './retry-heap.js'
 import { RoutePace } from './route-pace.js'
+import { applyBouncePolicy, refusalFacts } from './bounce-policy.js'
 import type { Outcome } from '../workers/smtp-outcome.js'
 import type { SendTask } from '../workers/send-worker.js'
 import type { BroadcastContent } from '../workers/message-template.js'
@@ -369,7 +370,7 @@ export class Dispatcher extends EventEmitter {
     if (outcome.kind === 'rejected') {
       pace.failed++
       this.write(running, route, seq, row, { ...detail, st: 'failed', at: now })
-      if (outcome.category === 'no-mailbox') this.suppressRecipient(row.s, outcome.message)
+      this.applyRefusal(running, pace, seq, row.s, outcome, now)
       return
     }
 
@@ -396,11 +397,16 @@ export class Dispatcher extends EventEmitter {
     running.cursors.get(route)?.retries.push({ at, seq })
   }
 
-  private suppressRecipient (subscriberId: number, reason: string | undefined): void {
+  // A 5xx speaks about the address: the bounce policy decides (suppress, flag, count).
+  private applyRefusal (
+    running: Running, pace: RoutePace, seq: number, subscriberId: number, outcome: Outcome, now: number
+  ): void {
+    const facts = refusalFacts(outcome, pace.target.mode === 'gateway')
     const subscriber = this.#o.directory.subscriber(subscriberId)
-    if (subscriber === undefined) return
-    void this.#o.store.suppressions.put(subscriber.index, {
-      reason: `no-mailbox: ${reason ?? ''}`.slice(0, 200), at: new Date().toISOString()
+    if (facts === undefined || subscriber === undefined) return
+    const id = running.broadcast.id
+    applyBouncePolicy({ store: this.#o.store, directory: this.#o.directory }, subscriber, {
+      ...facts, source: 'smtp', eventId: `smtp:${id}:${seq}`, at: now, broadcastId: id, seq
     })
   }
 

@@ -17,8 +17,10 @@ export const ERRORS = {
   MIMAMORI_NO_RECIPIENTS: { status: 422, text: 'The broadcast has no recipients' },
   MIMAMORI_CSV_UNREADABLE: { status: 400, text: 'The CSV file cannot be read' },
   MIMAMORI_CSV_NO_ADDRESS_COLUMN: { status: 400, text: 'The CSV file has no mail address column' },
-  MIMAMORI_ROUTE_INVALID: { status: 500, text: 'A delivery route is not valid' },
   MIMAMORI_DKIM_KEY_INVALID: { status: 500, text: 'The DKIM key cannot be used' },
+  MIMAMORI_SIGNUP_LINK_INVALID: { status: 410, text: 'The sign-up link is used, expired or unknown' },
+  MIMAMORI_SIGNUP_INVALID: { status: 400, text: 'The sign-up form has problems' },
+  MIMAMORI_COMMAND_INVALID: { status: 422, text: 'The mail-in command does not follow the grammar' },
   MIMAMORI_INTERNAL: { status: 500, text: 'Internal error' }
 } as const
 

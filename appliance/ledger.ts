@@ -25,6 +25,8 @@ export interface LedgerRow {
   m?: string
   /** when the row reached its final state */
   at?: number
+  /** a bounce that came back after the gateway accepted the message; the state stays */
+  b?: { v: 'hard' | 'soft' | 'none', r: string, at: number }
 }
 
 /** The seq range of a broadcast's ledger that goes through one route. */

@@ -16,7 +16,7 @@ export interface RecipientContext {
   organisationName: string
 }
 
-export type OptOutChannel = 'one-click' | 'web' | 'reply'
+export type OptOutChannel = 'one-click' | 'web' | 'reply' | 'complaint'
 
 /** The recipient a token names, or undefined for a forged or stale token. */
 export function recipientOf (appliance: Appliance, token: string): RecipientContext | undefined {
@@ -39,7 +39,7 @@ export function recipientOf (appliance: Appliance, token: string): RecipientCont
 export function optOut (appliance: Appliance, context: RecipientContext, channel: OptOutChannel): void {
   const { subscriber, broadcast } = context
   appliance.store.root.transactionSync(() => {
-    markLeft(appliance, subscriber.id, broadcast.organisationId)
+    appliance.directory.markLeft(subscriber.id, broadcast.organisationId)
     recordConsent(appliance, {
       subscriberId: subscriber.id,
       kind: 'opt-out',
@@ -51,15 +51,6 @@ export function optOut (appliance: Appliance, context: RecipientContext, channel
   appliance.log.info({ subscriber: subscriber.id, organisation: broadcast.organisationId, channel }, 'opt-out')
 }
 
-// Directory.leaveOrganisation would also end the memberships, and with them the person's place
-// in the city's broadcasts, which reach schools' members through the organisation tree.
-function markLeft (appliance: Appliance, subscriberId: number, organisationId: string): void {
-  const current = appliance.directory.subscriber(subscriberId)
-  if (current === undefined || current.left?.includes(organisationId) === true) return
-  const left = [...(current.left ?? []), organisationId]
-  appliance.store.subscribers.putSync(subscriberId, { ...current, left, updatedAt: new Date().toISOString() })
-}
-
 export interface ConsentEvent {
   subscriberId: number
   kind: 'sign-up' | 'change' | 'opt-out'
@@ -67,6 +58,9 @@ export interface ConsentEvent {
   channel: string
   broadcastId?: number
   textVersion?: string
+  /** what the person chose at sign-up or change: group and topic ids */
+  groups?: string[]
+  topics?: string[]
 }
 
 export function recordConsent (appliance: Appliance, event: ConsentEvent): void {

@@ -7,6 +7,7 @@ import type { Appliance } from '../appliance/appliance.js'
 import { MimamoriError } from '../appliance/errors.js'
 import { apiRoutes } from './api/api-routes.js'
 import { publicPages } from './public-pages.js'
+import { signupPages } from './signup-pages.js'
 import { healthRoutes } from './health-routes.js'
 
 export async function buildServer (appliance: Appliance): Promise<FastifyInstance> {
@@ -29,6 +30,7 @@ export async function buildServer (appliance: Appliance): Promise<FastifyInstanc
 
   await app.register(apiRoutes(appliance), { prefix: '/api/v1' })
   await app.register(publicPages(appliance))
+  await app.register(signupPages(appliance))
   await app.register(healthRoutes(appliance))
   return app
 }

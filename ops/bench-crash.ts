@@ -69,6 +69,7 @@ function writeConfig (dir: string, fleet: SimulatorFleet): string {
     dataDir: join(dir, 'data'),
     http: { port: 0 },
     log: { level: 'info' },
+    smtp: { port: 0 },
     delivery: { batchSize: BATCH, tasksPerRoute: TASKS_PER_ROUTE },
     routes: CARRIER_ROUTES.map((r) => ({ ...r, ...route, port: fleet.ports[r.name] })),
     defaultRoute: { mode: 'smarthost', ...route, port: fleet.ports.default }
@@ -100,17 +101,29 @@ async function startAppliance (configFile: string, children: ChildProcess[]): Pr
   return { child, port }
 }
 
+// A run that stops making progress fails instead of waiting for ever.
+const STALL_MS = 60_000
+
 async function killHalfway (fleet: SimulatorFleet, child: ChildProcess, total: number): Promise<number> {
   const accepted = async (): Promise<number> =>
     Object.values((await fleet.stats()).stats).reduce((n, s) => n + s.acceptedRecipients, 0)
-  while (await accepted() < total / 2) await new Promise((resolve) => setTimeout(resolve, 20))
+  let last = -1
+  let lastChange = performance.now()
+  for (let now = await accepted(); now < total / 2; now = await accepted()) {
+    if (now !== last) [last, lastChange] = [now, performance.now()]
+    if (performance.now() - lastChange > STALL_MS) throw new Error(`delivery stalled at ${now} accepted`)
+    if (child.exitCode !== null) throw new Error(`mimamori start exited with ${child.exitCode}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
   child.kill('SIGKILL')
   await once(child, 'exit')
   return await accepted()
 }
 
 async function waitDone (port: number, token: string, id: number): Promise<{ counts: Record<string, number> }> {
+  const started = performance.now()
   for (;;) {
+    if (performance.now() - started > 30 * STALL_MS) throw new Error(`broadcast ${id} did not finish after the restart`)
     const report = await api(port, token, 'GET', `/api/v1/broadcasts/${id}`) as { status: string, counts: Record<string, number> }
     if (report.status === 'done') return report
     await new Promise((resolve) => setTimeout(resolve, 100))
@@ -123,5 +136,9 @@ async function api (port: number, token: string, method: 'GET' | 'POST', path: s
     headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) })
   })
-  return await response.body.json()
+  const answer = await response.body.json() as { code?: string, message?: string }
+  if (response.statusCode >= 400) {
+    throw new Error(`${method} ${path} answered ${response.statusCode}: ${answer.code ?? ''} ${answer.message ?? ''}`)
+  }
+  return answer
 }

@@ -25,6 +25,9 @@ Usage: mimamori <command> [options]
        [--group PATH]... [--topic T]... [--subscriber ID]... [--url URL] [--token T] [--wait]
                                              send a broadcast through the running appliance's API
   backup DIR | restore DIR [--config FILE]   hot backup of the data folder, and restore into it
+  admin create --login L --name N --role R [--org CODE] [--groups PATH,PATH] [--mail ADDR]...
+       [--password-file FILE] [--pin-file FILE]
+                                             make a staff account; prints its command address
 
 The configuration file is YAML; every setting can be overridden by MIMAMORI_* variables
 (MIMAMORI_HTTP__PORT=9000). See docs/configuration.md.
@@ -41,7 +44,8 @@ const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
   import: async (args) => { await (await import('./data-commands.js')).importCommand(args) },
   send: async (args) => { await (await import('./send-command.js')).sendCommand(args) },
   backup: async (args) => { await (await import('./data-commands.js')).backupCommand(args) },
-  restore: async (args) => { await (await import('./data-commands.js')).restoreCommand(args) }
+  restore: async (args) => { await (await import('./data-commands.js')).restoreCommand(args) },
+  admin: async (args) => { await (await import('./admin-command.js')).adminCommand(args) }
 }
 
 async function main (argv: string[]): Promise<void> {

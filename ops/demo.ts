@@ -11,6 +11,7 @@ import { createToken } from '../appliance/api-tokens.js'
 import { parseAddress } from '../appliance/address.js'
 import { startSimulatorFleet, type SimulatorFleet } from './simulator-fleet.js'
 import { CARRIER_ROUTES, createSampleCity, seedSubscribers } from './sample-city.js'
+import { MimamoriError } from '../appliance/errors.js'
 import { readOptions } from './cli.js'
 import { stopOnSignal } from './start-command.js'
 
@@ -31,25 +32,56 @@ const ALERT = {
 
 export async function demoCommand (args: string[]): Promise<void> {
   const { values } = readOptions(args, { subscribers: { type: 'string' }, port: { type: 'string' }, keep: { type: 'boolean' } })
-  const count = Number((values.subscribers as string | undefined) ?? 3000)
+  const count = integerOption(values.subscribers, '--subscribers', 3000, 0, 1_000_000)
+  const port = integerOption(values.port, '--port', 8080, 0, 65535)
   const dataDir = mkdtempSync(join(tmpdir(), 'mimamori-demo-'))
-  const fleet = await startFleet()
+  const removeData = (): void => { if (values.keep !== true) rmSync(dataDir, { recursive: true, force: true }) }
+  let fleet: SimulatorFleet | undefined
+  let appliance: Appliance | undefined
+  try {
+    const started = fleet = await startFleet()
+    appliance = openDemoAppliance(dataDir, port, started)
+    stopOnSignal(appliance, async () => {
+      await started.stop()
+      removeData()
+    })
+    await runDemo(appliance, started, count)
+  } catch (err) {
+    // A demo that cannot start leaves no simulators and no temporary folder behind.
+    await appliance?.close().catch(() => {})
+    await fleet?.stop()
+    removeData()
+    if ((err as { code?: string }).code === 'EADDRINUSE') {
+      throw new MimamoriError('MIMAMORI_CONFLICT', `port ${port} on 127.0.0.1 is in use; give another --port (0 takes any free port)`)
+    }
+    throw err
+  }
+}
 
+function integerOption (value: unknown, name: string, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  if (typeof value !== 'string' || value.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
+    throw new MimamoriError('MIMAMORI_BAD_REQUEST', `${name} takes a whole number from ${min} to ${max}`)
+  }
+  return n
+}
+
+function openDemoAppliance (dataDir: string, port: number, fleet: SimulatorFleet): Appliance {
   const config = checkConfig({
     dataDir,
     log: { level: process.env.LOG_LEVEL ?? 'warn' },
-    http: { port: Number((values.port as string | undefined) ?? 8080) },
+    http: { port },
     smtp: { port: 0 },
     delivery: { retryBaseSeconds: 2, retryMaxSeconds: 10, maxAttempts: 3 },
     routes: CARRIER_ROUTES.map((r) => ({ ...r, host: '127.0.0.1', port: fleet.ports[r.name], maxConnections: 8, messagesPerSecond: 2000 })),
     defaultRoute: { mode: 'smarthost', host: '127.0.0.1', port: fleet.ports.default, maxConnections: 8 }
   })
-  const appliance = Appliance.open(config)
-  stopOnSignal(appliance, async () => {
-    await fleet.stop()
-    if (values.keep !== true) rmSync(dataDir, { recursive: true, force: true })
-  })
+  return Appliance.open(config)
+}
 
+async function runDemo (appliance: Appliance, fleet: SimulatorFleet, count: number): Promise<void> {
+  const dataDir = appliance.config.dataDir
   const city = createSampleCity(appliance.directory)
   seedSubscribers(appliance.directory, city, count)
   addProblemAddresses(appliance, city.cityId)
@@ -60,7 +92,14 @@ export async function demoCommand (args: string[]): Promise<void> {
   const broadcast = appliance.submit({
     organisationId: city.cityId, ...ALERT, priority: 'emergency', targets: { topics: ['suspicious-person'] }, createdBy: 'demo'
   })
-  const progress = setInterval(() => { printProgress(appliance.report(broadcast.id)) }, 250)
+  // Ctrl+C while sending closes the store under this timer: it stops instead of throwing.
+  const progress = setInterval(() => {
+    try {
+      printProgress(appliance.report(broadcast.id))
+    } catch {
+      clearInterval(progress)
+    }
+  }, 250)
   const report = await appliance.finished(broadcast.id)
   clearInterval(progress)
   printFinal(report, await fleet.stats())

@@ -6,6 +6,8 @@ import { ERRORS, MimamoriError, type ErrorCode } from '../appliance/errors.js'
 import { readOptions } from './cli.js'
 import { configFrom, readInputFile } from './data-commands.js'
 
+const PRIORITIES = ['emergency', 'normal', 'bulk']
+
 export async function sendCommand (args: string[]): Promise<void> {
   const { values } = readOptions(args, {
     org: { type: 'string' }, subject: { type: 'string' }, body: { type: 'string' }, 'body-file': { type: 'string' },
@@ -18,20 +20,33 @@ export async function sendCommand (args: string[]): Promise<void> {
     throw new MimamoriError('MIMAMORI_BAD_REQUEST',
       'send needs --org, --subject, --body or --body-file, and --token (or MIMAMORI_API_TOKEN)')
   }
+  if (typeof values.body === 'string' && typeof values['body-file'] === 'string') {
+    throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'give --body or --body-file, not both')
+  }
   const body = typeof values['body-file'] === 'string' ? readInputFile(values['body-file']).toString('utf8') : values.body
   if (typeof body !== 'string') throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'send needs --body or --body-file')
+  const priority = (values.priority as string | undefined) ?? 'normal'
+  if (!PRIORITIES.includes(priority)) {
+    throw new MimamoriError('MIMAMORI_BAD_REQUEST', `--priority takes one of ${PRIORITIES.join(', ')}`)
+  }
+  const subscribers = (values.subscriber as string[] | undefined)?.map((id) => {
+    if (!/^[1-9]\d*$/.test(id)) throw new MimamoriError('MIMAMORI_BAD_REQUEST', `--subscriber takes a subscriber number, not "${id}"`)
+    return Number(id)
+  })
 
   const base = (values.url as string | undefined) ?? defaultUrl(values)
-  if (!URL.canParse(base)) throw new MimamoriError('MIMAMORI_BAD_REQUEST', `--url "${base}" is not a URL`)
+  if (!/^https?:$/.test(URL.parse(base)?.protocol ?? '')) {
+    throw new MimamoriError('MIMAMORI_BAD_REQUEST', `--url "${base}" is not an http(s) URL such as http://127.0.0.1:8080`)
+  }
   const payload = {
     organisation: values.org,
     subject: values.subject,
     body,
-    priority: (values.priority as string | undefined) ?? 'normal',
+    priority,
     targets: {
       groupPaths: values.group as string[] | undefined,
       topics: values.topic as string[] | undefined,
-      subscribers: (values.subscriber as string[] | undefined)?.map(Number)
+      subscribers
     }
   }
   const created = await call(base, token, 'POST', '/api/v1/broadcasts', payload) as { id: number, total: number }
@@ -48,7 +63,9 @@ function defaultUrl (values: Record<string, unknown>): string {
 }
 
 async function call (base: string, token: string, method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
-  const url = new URL(path, base)
+  // Relative to the base, so an appliance behind a proxy under a path (https://city.example/mimamori)
+  // is reached there and not at the host's root.
+  const url = new URL(path.replace(/^\//, ''), base.endsWith('/') ? base : `${base}/`)
   let response: Awaited<ReturnType<typeof request>>
   try {
     response = await request(url, {

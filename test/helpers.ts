@@ -41,6 +41,7 @@ export function testConfig (
     mailDomain: 'mimamori.example.jp',
     log: { level: 'silent' },
     http: { port: 0 },
+    smtp: { port: 0 },
     delivery: { retryBaseSeconds: 0.05, retryMaxSeconds: 0.2, slowdownSeconds: 0.1 },
     routes,
     defaultRoute: { mode: 'smarthost', host: '127.0.0.1', port: simulators.default?.port, maxConnections: 4 },
@@ -49,12 +50,18 @@ export function testConfig (
 }
 
 export async function startAppliance (
-  t: Test, options: { simulators?: Record<string, GatewaySimulatorOptions>, config?: Record<string, unknown> } = {}
+  t: Test, options: {
+    simulators?: Record<string, GatewaySimulatorOptions>
+    config?: Record<string, unknown>
+    /** also start the inbound SMTP service (on port 0); its port is appliance.inboundPort */
+    inbound?: boolean
+  } = {}
 ): Promise<Harness> {
   const simulators = await startSimulators(t, options.simulators)
   const config = testConfig(t.testdir(), simulators, options.config)
   const appliance = Appliance.open(config, { log: pino({ level: 'silent' }) })
   t.teardown(async () => { await appliance.close() })
+  if (options.inbound === true) await appliance.listenInbound()
   const city = createSampleCity(appliance.directory)
   return { appliance, city, simulators, config }
 }

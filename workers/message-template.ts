@@ -298,10 +298,12 @@ export class MessageTemplate {
   }
 
   // RFC 8058 needs only the HTTPS URI; the mailto URI and Reply-To appear when replies are read.
+  // The mailto URI reaches the same reply address: its subject alone opts out (reply-handler.ts).
   private replyHeaders (token: string, domain: string): string {
     const web = `List-Unsubscribe: <${this.#baseUrl}/u/${token}>`
     if (!this.#repliesRead) return `${web}\r\n\r\n`
-    return `Reply-To: reply+${token}@${domain}\r\n${web},\r\n <mailto:unsubscribe+${token}@${domain}>\r\n\r\n`
+    return `Reply-To: reply+${token}@${domain}\r\n${web},\r\n` +
+      ` <mailto:reply+${token}@${domain}?subject=unsubscribe>\r\n\r\n`
   }
 }
 
@@ -316,4 +318,59 @@ function cachedDate (date: Date): string {
     lastDate = formatDate(date)
   }
   return lastDate
+}
+
+/** One transactional mail of the outbox: a sign-up link, a confirmation, a command's preview. */
+export interface SingleMessage {
+  fromName: string
+  fromAddress: string
+  /** the recipient in its SMTP spelling (a legacy local part quoted) */
+  to: string
+  subject: string
+  text: string
+  /** with its angle brackets */
+  messageId: string
+  replyTo?: string
+  inReplyTo?: string
+  references?: string[]
+}
+
+const MESSAGE_ID = /^<[\x21-\x3b\x3d\x3f-\x7e]{1,250}>$/
+
+/** Builds one transactional mail, encoded as a broadcast's messages are. */
+export function renderSingleMessage (message: SingleMessage, date: Date = new Date()): Buffer {
+  for (const field of ['fromName', 'fromAddress', 'to', 'subject', 'messageId'] as const) {
+    assertHeaderSafe(field, message[field])
+  }
+  if (!SMTP_ADDRESS.test(message.to)) {
+    throw new MimamoriError('MIMAMORI_BAD_ADDRESS', 'to is not an SMTP address spelling')
+  }
+  const ids = [message.messageId, message.inReplyTo ?? '<a@b>', ...(message.references ?? [])]
+  if (!ids.every((id) => MESSAGE_ID.test(id))) {
+    throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'a message id is not <...> of visible ASCII')
+  }
+
+  const lines = [
+    `From: ${encodeMailbox('From:', message.fromName, smtpSpelling(message.fromAddress))}`,
+    `To: ${message.to}`,
+    `Subject: ${encodeSubject(message.subject)}`,
+    `Date: ${formatDate(date)}`,
+    `Message-ID: ${message.messageId}`,
+    'MIME-Version: 1.0',
+    'Content-Type: text/plain; charset=UTF-8',
+    'Content-Transfer-Encoding: base64'
+  ]
+  if (message.replyTo !== undefined) lines.push(`Reply-To: ${smtpSpelling(message.replyTo)}`)
+  if (message.inReplyTo !== undefined) lines.push(`In-Reply-To: ${message.inReplyTo}`)
+  if ((message.references ?? []).length > 0) {
+    lines.push(`References: ${(message.references ?? []).join('\r\n ')}`)
+  }
+  // RFC 3834: an answer to a mail is auto-replied, so that auto-responders leave it alone.
+  lines.push(`Auto-Submitted: ${message.inReplyTo === undefined ? 'auto-generated' : 'auto-replied'}`)
+
+  const body = normaliseLines(message.text).replace(/(\r\n)*$/, '\r\n')
+  return Buffer.concat([
+    Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1'),
+    Buffer.from(wrapBase64(Buffer.from(body, 'utf8').toString('base64')), 'latin1')
+  ])
 }

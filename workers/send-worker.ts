@@ -1,5 +1,6 @@
 // Runs in a Piscina worker thread: renders one personal message per recipient from a cached
-// per-broadcast template, signs it, and sends it over pooled SMTP connections kept per route.
+// per-broadcast template (or one transactional mail of the outbox), signs it, and sends it over
+// pooled SMTP connections kept per route.
 // It reports one outcome per recipient and decides nothing about retries or suppression.
 
 import { workerData } from 'node:worker_threads'
@@ -8,7 +9,9 @@ import nodemailer, { type Transporter } from 'nodemailer'
 import { AddressVault } from '../appliance/store/address-vault.js'
 import { makeToken } from '../appliance/recipient-token.js'
 import type { RouteTarget } from '../appliance/route-table.js'
-import { MessageTemplate, type BroadcastContent } from './message-template.js'
+import {
+  MessageTemplate, renderSingleMessage, type BroadcastContent, type SingleMessage
+} from './message-template.js'
 import { DkimSigner } from './dkim-signer.js'
 import { accepted, classifyFailure, type Outcome } from './smtp-outcome.js'
 import { noDelaySocket } from './smtp-socket.js'
@@ -40,12 +43,43 @@ const mxCache = new Map<string, { host: string, until: number }>()
 
 const activeTasks = new Map<string, number>()
 
+/** A transactional mail from the outbox (appliance/outbox.ts), rendered and signed here. */
+export interface SingleSendTask {
+  route: RouteTarget
+  envelopeFrom: string
+  message: SingleMessage
+}
+
 export default async function send (task: SendTask): Promise<Outcome[]> {
   const template = templateFor(task)
   const route = task.route
+  return await onRoute(route, async () =>
+    await Promise.all(task.recipients.map(async (r) => await sendOne(route, task.broadcastId, template, r))))
+}
+
+/** One transactional mail over the same pooled connections as the broadcasts (seq 0). */
+export async function sendSingle (task: SingleSendTask): Promise<Outcome> {
+  return await onRoute(task.route, async () => {
+    try {
+      const unsigned = renderSingleMessage(task.message)
+      const raw = signer === undefined ? unsigned : signer.sign(unsigned)
+      const transport = await transportFor(task.route, task.message.to)
+      const info = await transport.sendMail({
+        envelope: { from: task.envelopeFrom, to: [task.message.to] },
+        raw
+      })
+      if (info.rejected.length > 0) return classifyFailure(0, info.rejectedErrors?.[0])
+      return accepted(0, info.response)
+    } catch (err) {
+      return classifyFailure(0, err)
+    }
+  })
+}
+
+async function onRoute<T> (route: RouteTarget, work: () => Promise<T>): Promise<T> {
   activeTasks.set(route.name, (activeTasks.get(route.name) ?? 0) + 1)
   try {
-    return await Promise.all(task.recipients.map(async (r) => await sendOne(route, task.broadcastId, template, r)))
+    return await work()
   } finally {
     const left = (activeTasks.get(route.name) ?? 1) - 1
     activeTasks.set(route.name, left)

@@ -42,7 +42,7 @@ export function importMembersCsv (
     warnings: []
   }
   if (options.dryRun === true) {
-    report.imported = result.rows.length
+    preview(directory, organisationId, result.rows, report)
     return report
   }
 
@@ -82,6 +82,21 @@ function storeRow (directory: Directory, organisationId: string, row: MemberRow,
     if (before === undefined && group !== undefined) report.groupsCreated.push(path.join('/'))
     directory.addMembership(subscriber.id, organisationId, group?.id)
   }
+}
+
+// A dry run counts what an import would do — new and known people, groups it would make —
+// without writing anything.
+function preview (directory: Directory, organisationId: string, rows: MemberRow[], report: ImportReport): void {
+  const groups = new Set<string>()
+  for (const row of rows) {
+    if (directory.findSubscriber(row.address) === undefined) report.created++
+    else report.updated++
+    report.imported++
+    for (const path of groupPaths(row)) {
+      if (directory.groupByPath(organisationId, path) === undefined) groups.add(path.join('/'))
+    }
+  }
+  report.groupsCreated = [...groups]
 }
 
 /** Grade and class make one path (1年/2組); each extra group is a path of its own (PTA). */

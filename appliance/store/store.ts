@@ -41,6 +41,28 @@ export interface Store {
   tokens: Db
   /** [time, n] → audit event */
   audit: Db
+  /** staff id → staff account (appliance/staff.ts) */
+  staff: Db
+  /** login → staff id */
+  staffLogins: Db<number>
+  /** blind index of a staff member's registered mail address → staff id */
+  staffAddresses: Db<number>
+  /** mail-in command id → its preview, code and state (appliance/inbound/command-mail.ts) */
+  mailCommands: Db
+  /** rate-limit and refusal-reply counters of the mail-in commands */
+  commandLimits: Db
+  /** ['link', token hash] → one-time sign-up link; ['rate', blind index] → recent send times */
+  signups: Db
+  /** first contact's subscriber id → household: children with their dates, contacts */
+  households: Db
+  /** id → transactional mail waiting to go out: sign-up links, confirmations (outbox.ts) */
+  outbox: Db
+  /** id → inbound mail accepted by SMTP, kept until its handler completes (inbound/inbox.ts) */
+  inbox: Db
+  /** [organisationId, received ms, inbox id] → a recipient's reply, for the organisation */
+  replies: Db
+  /** [blind index, time ms, event id] → a bounce or refusal of an address (bounce-policy.ts) */
+  bounces: Db
   close: () => Promise<void>
 }
 
@@ -119,6 +141,17 @@ function openEnvironment (dataFile: string): Store {
     consent: db('consent'),
     tokens: db('tokens'),
     audit: db('audit'),
+    staff: db('staff'),
+    staffLogins: db('staff-logins'),
+    staffAddresses: db('staff-addresses'),
+    mailCommands: db('mail-commands'),
+    commandLimits: db('command-limits'),
+    signups: db('signups'),
+    households: db('households'),
+    outbox: db('outbox'),
+    inbox: db('inbox'),
+    replies: db('replies'),
+    bounces: db('bounces'),
     close: async () => { await root.close() }
   }
 }

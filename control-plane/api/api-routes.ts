@@ -36,7 +36,7 @@ declare module 'fastify' {
 export function apiRoutes (appliance: Appliance): FastifyPluginAsync {
   return async (app) => {
     app.addHook('onRequest', async (request) => { request.apiToken = authenticate(appliance, request) })
-    app.addContentTypeParser(['text/csv', 'application/octet-stream'], { parseAs: 'buffer', bodyLimit: 20 * 1024 * 1024 },
+    app.addContentTypeParser(['text/csv', 'application/vnd.ms-excel', 'application/octet-stream'], { parseAs: 'buffer', bodyLimit: 20 * 1024 * 1024 },
       (_req, body, done) => { done(null, body) })
 
     broadcastRoutes(app, appliance)

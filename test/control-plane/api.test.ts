@@ -105,6 +105,8 @@ t.test('targets choose exactly the people: classes, topics, named parents, the c
     { name: 'a class', headers: schoolToken, organisation: school, targets: { groupPaths: ['1年/2組'] }, expect: [a1, a2, a3, d1], excluded: 2 },
     { name: 'a class on a topic', headers: schoolToken, organisation: school, targets: { groupPaths: ['1年/2組'], topics: ['suspicious-person'] }, expect: [a1, a2, d1], excluded: 2 },
     { name: 'three named parents', headers: schoolToken, organisation: school, targets: { subscribers: [a1, b1, p1] }, expect: [a1, b1, p1], excluded: 0 },
+    { name: 'named parents, one of them unsubscribed', headers: schoolToken, organisation: school, targets: { subscribers: [a1, u1] }, expect: [a1], excluded: 1 },
+    { name: 'a topic by its Japanese name', headers: schoolToken, organisation: school, targets: { groupPaths: ['2年/1組'], topics: ['子育て情報'] }, expect: [c1], excluded: 0 },
     { name: 'the city on a topic', headers: cityToken, organisation: city.cityId, targets: { topics: ['child-rearing'] }, expect: [c1, c2, c3, c4, c5], excluded: 1 },
     { name: 'two groups sharing a parent', headers: schoolToken, organisation: school, targets: { groupPaths: ['1年/2組', 'PTA'] }, expect: [a1, a2, a3, d1, p1], excluded: 2 }
   ]
@@ -191,6 +193,9 @@ t.test('refusals answer with a status and a stable error code, and store nothing
   await expectError('an unknown priority', send(cityToken, { ...good, priority: 'urgent' }), 400, 'MIMAMORI_BAD_REQUEST')
   await expectError('an unknown property', send(cityToken, { ...good, cc: 'x@example.com' }), 400, 'MIMAMORI_BAD_REQUEST')
   await expectError('an unknown target', send(cityToken, { ...good, targets: { groupPaths: ['1年/2組'], everyone: true } }), 400, 'MIMAMORI_BAD_REQUEST')
+  await expectError('a subscriber who does not exist',
+    send(cityToken, { ...good, organisation: city.cityId, targets: { subscribers: [999999] } }), 404, 'MIMAMORI_NOT_FOUND')
+  await expectError('a topic that does not exist', send(cityToken, { ...good, targets: { topics: ['weather-on-mars'] } }), 400, 'MIMAMORI_BAD_REQUEST')
   await expectError('a subscriber id that is no integer', send(cityToken, { ...good, targets: { subscribers: [1.5] } }), 400, 'MIMAMORI_BAD_REQUEST')
   await expectError('a body that is not JSON',
     { method: 'POST', url: '/api/v1/broadcasts', headers: { ...cityToken, 'content-type': 'application/json' }, payload: '{"subject":' },
@@ -341,16 +346,18 @@ t.test('a Shift_JIS roster imports through the API and its classes then receive 
     payload: fixture('roster-cp932.csv')
   })
   t.equal(dry.statusCode, 200)
-  t.equal(json(dry).imported, 14)
-  t.same(json(dry).groupsCreated, [])
+  t.match(json(dry), { imported: 14, created: 14, updated: 0 }, 'the dry run counts the people it would add')
+  t.ok(json(dry).groupsCreated.includes('1年/2組'), 'the dry run lists the classes it would make')
   t.equal(appliance.store.subscribers.getCount(), subscribersBefore, 'a dry run stores no subscriber')
   t.same(appliance.directory.groups('minami-es'), [], 'a dry run makes no group')
 
   const real = await app.inject({
-    method: 'POST', url, headers: { ...headers, 'content-type': 'text/csv' }, payload: fixture('roster-cp932.csv')
+    method: 'POST', url, headers: { ...headers, 'content-type': 'application/vnd.ms-excel' },
+    payload: fixture('roster-cp932.csv')
   })
-  t.equal(real.statusCode, 200)
+  t.equal(real.statusCode, 200, 'a browser uploading a .csv as application/vnd.ms-excel is read as CSV')
   const report = json(real)
+  t.same(report.groupsCreated.sort(), json(dry).groupsCreated.sort(), 'the dry run listed the groups made')
   t.match(report, {
     organisationId: 'minami-es', encoding: 'cp932', totalRecords: 18, imported: 14, created: 14, updated: 0,
     duplicates: [{ line: 10, firstLine: 4 }]

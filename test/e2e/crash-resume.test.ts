@@ -82,6 +82,7 @@ t.test('a broadcast killed with SIGKILL mid-send resumes by itself after restart
   writeFileSync(configFile, YAML.stringify({
     dataDir,
     http: { port: 0 },
+    smtp: { port: 0 },
     log: { level: 'silent' },
     delivery: { batchSize: BATCH, tasksPerRoute: TASKS_PER_ROUTE, retryBaseSeconds: 0.05, retryMaxSeconds: 0.2 },
     routes: CARRIER_ROUTES.map((r) => ({

@@ -43,8 +43,12 @@ t.test('each recipient gets a personal message with its own links and headers', 
     const text = raw.toString('latin1').replace(/\r\n[ \t]+/g, ' ')
     t.equal(text.match(/^List-Unsubscribe:/gim)?.length, 1, 'one List-Unsubscribe header')
     t.equal(text.match(/^List-Unsubscribe-Post: List-Unsubscribe=One-Click\r$/gim)?.length, 1, 'RFC 8058 header')
-    t.ok(text.includes(`List-Unsubscribe: <https://mimamori.example.jp/u/${token}>\r\n`),
-      'the one-click URL in the one header')
+    t.ok(text.includes(`List-Unsubscribe: <https://mimamori.example.jp/u/${token}>, ` +
+      `<mailto:reply+${token}@mimamori.example.jp?subject=unsubscribe>\r\n`),
+      'the one-click URL and a mailto to the reply address in the one header')
+    t.equal(parsed.replyTo?.value[0]?.address, `reply+${token}@mimamori.example.jp`,
+      'replies come back to the appliance with the recipient token')
+    t.ok((parsed.text ?? '').includes('「配信停止」と書いて返信'), 'the footer offers stopping by reply')
     t.match(parsed.messageId, /@mimamori\.example\.jp>$/)
     t.ok((parsed.text ?? '').includes(`https://mimamori.example.jp/r/${token}`), 'a read-confirmation link')
     t.ok((parsed.text ?? '').includes(`https://mimamori.example.jp/u/${token}`), 'an unsubscribe link')

@@ -141,7 +141,7 @@ t.test('the headers carry the token, the one-click unsubscribe and the sender', 
   const unsubscribe = headers.match(/^List-Unsubscribe: .*(?:\r\n .*)*/gm) ?? []
   t.equal(unsubscribe.length, 1, 'one List-Unsubscribe header')
   t.equal(unsubscribe[0]?.replace(/\r\n /g, ' '), 'List-Unsubscribe: ' +
-    `<https://mimamori.example.jp/u/${token}>, <mailto:unsubscribe+${token}@mail.mimamori.example>`)
+    `<https://mimamori.example.jp/u/${token}>, <mailto:reply+${token}@mail.mimamori.example?subject=unsubscribe>`)
 })
 
 t.test('a quoted legacy carrier address appears in To unchanged', async (t) => {

@@ -1,0 +1,127 @@
+import t, { type Test } from 'tap'
+import { readFileSync } from 'node:fs'
+import { startAppliance } from '../helpers.js'
+import { deliver, subscribe } from '../delivered-broadcast.js'
+import { sendMessage } from '../smtp-session.js'
+import type { Appliance } from '../../appliance/appliance.js'
+import type { LedgerRow } from '../../appliance/ledger.js'
+import { parseAddress, lookupKey } from '../../appliance/address.js'
+import { handleBounce } from '../../appliance/inbound/bounce-handler.js'
+import { decodeMail } from '../../appliance/inbound/mail-decoding.js'
+import type { InboundMail } from '../../appliance/inbound/inbox.js'
+
+// Real DSNs (test/fixtures/bounces/MANIFEST.md); each names the recipient address used below.
+const fixture = (name: string): Buffer => {
+  const text = readFileSync(new URL(`../fixtures/bounces/bsd/${name}`, import.meta.url), 'latin1')
+  return Buffer.from(text.replace(/\r?\n/g, '\r\n'), 'latin1')
+}
+const DEAD = 'otsu-sakaba-hunter-neko-nyaaaaaaan@au.com' // rhost-kddi-02: 5.1.1 user unknown
+const FULL = 'kijitora@ezweb.ne.jp' // lhost-kddi-01: mailbox full
+const FILTERED = 'this-message-rejected-by-the-domain-filter@ezweb.ne.jp' // lhost-ezweb-01
+
+/** Sends a DSN as a reporting MTA would: null sender, to the message's return path. */
+async function bounce (t: Test, appliance: Appliance, returnPath: string, raw: Buffer): Promise<void> {
+  const sent = await sendMessage(t, appliance.inboundPort as number, { from: '', to: [returnPath], data: raw })
+  t.match(sent.data, /^250 /, 'the DSN is accepted')
+  await appliance.inbound.idle()
+}
+
+function rowOf (appliance: Appliance, broadcastId: number, subscriberId: number): LedgerRow | undefined {
+  for (const { value } of appliance.store.ledger.getRange({ start: [broadcastId, 0], end: [broadcastId, Infinity] })) {
+    if ((value as LedgerRow).s === subscriberId) return value as LedgerRow
+  }
+  return undefined
+}
+
+const suppressed = (appliance: Appliance, address: string): boolean =>
+  appliance.directory.isSuppressed(appliance.vault.index(lookupKey(parseAddress(address))))
+
+t.test('a user-unknown DSN marks the ledger row and suppresses the address for the next broadcast', async (t) => {
+  const { appliance, city, simulators } = await startAppliance(t, { inbound: true })
+  const school = city.schools[0] as string
+  const dead = subscribe(appliance, school, DEAD)
+  subscribe(appliance, school, 'alive@docomo.ne.jp')
+  const first = await deliver(appliance, simulators, school)
+  const returnPath = first.byAddress.get(DEAD)?.returnPath ?? ''
+  t.match(returnPath, /^bounce\+[A-Za-z0-9_-]{27}@mimamori\.example\.jp$/)
+
+  await bounce(t, appliance, returnPath, fixture('rhost-kddi-02.eml'))
+  const row = rowOf(appliance, first.broadcastId, dead)
+  t.equal(row?.st, 'accepted', 'the final state stays: the gateway did accept the message')
+  t.match(row?.b, { v: 'hard', r: 'user-unknown' })
+  t.ok(suppressed(appliance, DEAD))
+
+  const next = await deliver(appliance, simulators, school, '二通目')
+  t.equal(next.total, 1)
+  t.equal(next.excluded, 1, 'the dead address is left out')
+})
+
+t.test('three soft bounces within 14 days suppress the address; two do not', async (t) => {
+  const { appliance, city, simulators } = await startAppliance(t, { inbound: true })
+  const school = city.schools[0] as string
+  const full = subscribe(appliance, school, FULL)
+  subscribe(appliance, school, 'alive@docomo.ne.jp')
+
+  for (let n = 1; n <= 3; n++) {
+    const sent = await deliver(appliance, simulators, school, `お知らせ${n}`)
+    t.equal(sent.total, 2, `broadcast ${n} still reaches them`)
+    await bounce(t, appliance, sent.byAddress.get(FULL)?.returnPath ?? '', fixture('lhost-kddi-01.eml'))
+    t.match(rowOf(appliance, sent.broadcastId, full)?.b, { v: 'soft', r: 'mailbox-full' })
+    t.equal(suppressed(appliance, FULL), n === 3, `after ${n} soft bounce(s)`)
+  }
+  const after = await deliver(appliance, simulators, school, 'お知らせ4')
+  t.equal(after.excluded, 1)
+})
+
+t.test('a DSN handled twice (a crash before its inbox row was removed) counts once', async (t) => {
+  const { appliance, city, simulators } = await startAppliance(t, { inbound: true })
+  const school = city.schools[0] as string
+  subscribe(appliance, school, FULL)
+  const sent = await deliver(appliance, simulators, school)
+  const mine = sent.byAddress.get(FULL)
+  const raw = fixture('lhost-kddi-01.eml')
+  const mail: InboundMail = {
+    id: 4242, kind: 'bounce', tag: mine?.token ?? '', envelopeFrom: '', recipient: mine?.returnPath ?? '',
+    raw, mail: await decodeMail(raw), receivedAt: new Date().toISOString()
+  }
+  await handleBounce(appliance, mail)
+  await handleBounce(appliance, mail)
+  t.equal(appliance.store.bounces.getKeysCount(), 1, 'one event recorded')
+})
+
+t.test("a carrier's domain filter flags the person and never suppresses", async (t) => {
+  const { appliance, city, simulators } = await startAppliance(t, { inbound: true })
+  const school = city.schools[0] as string
+  const filtered = subscribe(appliance, school, FILTERED)
+  for (let n = 1; n <= 3; n++) {
+    const sent = await deliver(appliance, simulators, school, `お知らせ${n}`)
+    await bounce(t, appliance, sent.byAddress.get(FILTERED)?.returnPath ?? '', fixture('lhost-ezweb-01.eml'))
+  }
+  t.notOk(suppressed(appliance, FILTERED), 'three filter refusals do not suppress')
+  t.match(appliance.directory.subscriber(filtered)?.needsDomainAllow, { reason: 'filtered', source: 'dsn', at: /^\d{4}-/ })
+  const next = await deliver(appliance, simulators, school, 'お知らせ4')
+  t.equal(next.total, 1, 'they stay a recipient')
+})
+
+t.test('a feedback complaint opts the person out of the organisation', async (t) => {
+  const { appliance, city, simulators } = await startAppliance(t, { inbound: true })
+  const school = city.schools[0] as string
+  const papa = subscribe(appliance, school, 'papa@au.com')
+  const sent = await deliver(appliance, simulators, school)
+  await bounce(t, appliance, sent.byAddress.get('papa@au.com')?.returnPath ?? '', fixture('arf-01.eml'))
+  t.same(appliance.directory.subscriber(papa)?.left, [school])
+  const events = [...appliance.store.consent.getRange()].map((e) => e.value)
+  t.match(events, [{ kind: 'opt-out', channel: 'complaint', organisationId: school }])
+  t.notOk(suppressed(appliance, 'papa@au.com'), 'a complaint is no dead address')
+})
+
+t.test('an auto-reply to the return path changes nothing', async (t) => {
+  const { appliance, city, simulators } = await startAppliance(t, { inbound: true })
+  const school = city.schools[0] as string
+  const papa = subscribe(appliance, school, 'papa@au.com')
+  const sent = await deliver(appliance, simulators, school)
+  await bounce(t, appliance, sent.byAddress.get('papa@au.com')?.returnPath ?? '', fixture('rfc3834-01.eml'))
+  t.equal(rowOf(appliance, sent.broadcastId, papa)?.b, undefined, 'the ledger row is not marked')
+  t.equal(appliance.store.bounces.getKeysCount(), 0)
+  t.equal(appliance.directory.subscriber(papa)?.left, undefined)
+})
