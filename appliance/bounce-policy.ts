@@ -104,6 +104,17 @@ export function refusalFacts (outcome: Outcome, carrierGateway: boolean): Pick<B
   return out('soft', 'rejected')
 }
 
+/**
+ * Takes the domain-filter flag off once the person has shown that our mail reaches them (they
+ * confirmed reading a message): the filter lets our domain through now.
+ */
+export function clearDomainAllow (deps: PolicyDeps, subscriberId: number): void {
+  const current = deps.directory.subscriber(subscriberId)
+  if (current?.needsDomainAllow === undefined) return
+  const { needsDomainAllow: _cleared, ...rest } = current
+  deps.store.subscribers.putSync(current.id, rest)
+}
+
 function record (facts: BounceFacts): BounceRecord {
   const r: BounceRecord = { v: facts.verdict, r: facts.reason, src: facts.source }
   if (facts.broadcastId !== undefined) r.b = facts.broadcastId

@@ -4,7 +4,12 @@
 
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import type { Appliance } from '../appliance/appliance.js'
-import { confirmRead, optOut, recipientOf } from '../appliance/recipient-actions.js'
+import { confirmRead, optOut, recipientOf, type RecipientContext } from '../appliance/recipient-actions.js'
+import { parseAddress } from '../appliance/address.js'
+import { carrierOf } from '../appliance/carrier-guidance.js'
+import { allowedDomain } from '../appliance/signup.js'
+import { clearDomainAllow } from '../appliance/bounce-policy.js'
+import { guidance } from './signup-views.js'
 
 interface TokenParams { token: string }
 
@@ -43,7 +48,8 @@ export function publicPages (appliance: Appliance): FastifyPluginAsync {
       return await page(reply, '開封確認 / Read confirmation', `
         <p><strong>${escapeHtml(context.broadcast.subject)}</strong></p>
         <p>${escapeHtml(context.organisationName)}</p>
-        <form method="post"><button type="submit">確認しました / I have read this</button></form>`)
+        <form method="post"><button type="submit">確認しました / I have read this</button></form>
+        ${domainAllowHelp(appliance, context)}`)
     })
 
     // Confirmation is a deliberate tap (POST): mail apps and scanners fetch links (GET) on their own.
@@ -51,11 +57,26 @@ export function publicPages (appliance: Appliance): FastifyPluginAsync {
       const context = recipientOf(appliance, request.params.token)
       if (context === undefined) return await invalid(reply)
       confirmRead(appliance, context)
+      // the help is shown once more, since the person may still have to save the setting
+      const help = domainAllowHelp(appliance, context)
+      clearDomainAllow(appliance, context.subscriber.id)
       return await page(reply, 'ありがとうございました / Thank you', `
         <p>「${escapeHtml(context.broadcast.subject)}」の確認を受け付けました。</p>
-        <p class="en">Your confirmation has been recorded.</p>`)
+        <p class="en">Your confirmation has been recorded.</p>
+        ${help}`)
     })
   }
+}
+
+// A carrier's domain filter refused some of our mail to this person (bounce-policy.ts flags
+// them): the next page they open from a message that did reach them says how to allow it.
+function domainAllowHelp (appliance: Appliance, context: RecipientContext): string {
+  const current = appliance.directory.subscriber(context.subscriber.id)
+  if (current?.needsDomainAllow === undefined) return ''
+  const domain = parseAddress(appliance.directory.contact(current).a).domain
+  return `<p><strong>受信設定により、届かなかったメールがあります。</strong></p>
+        <p class="en">Some of our mail was refused by your carrier's filter.</p>
+        ${guidance('ja', allowedDomain(appliance), carrierOf(domain))}`
 }
 
 // A mail client's one-click POST names `List-Unsubscribe=One-Click` (form-urlencoded, or as a

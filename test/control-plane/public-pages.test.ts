@@ -7,6 +7,7 @@ import { makeToken } from '../../appliance/recipient-token.js'
 import type { GatewaySimulator } from '../../ops/gateway-simulator.js'
 import { seedSubscribers } from '../../ops/sample-city.js'
 import { waitFor } from '../helpers.js'
+import { applyBouncePolicy } from '../../appliance/bounce-policy.js'
 import {
   acceptedBySimulators, addMember, bearer, deliveriesTo, ledgerRows, recipientIds, slowDelivery, startApi
 } from './harness.js'
@@ -212,6 +213,33 @@ t.test('the read link shows the subject and a button, and only the POST records 
   t.equal(twice.statusCode, 200)
   t.same(appliance.store.responses.get(key), first, 'a second tap keeps the first time')
   t.equal([...appliance.store.responses.getRange()].length, 1)
+})
+
+t.test("a person a carrier's filter refused is shown how to allow our mail, until they confirm reading", async (t) => {
+  const { appliance, app, simulators } = await startApi(t)
+  const id = addMember(appliance, 'filter@ezweb.ne.jp', 'higashi-es', { group: '3年/1組' })
+  const broadcast = send(appliance, 'higashi-es')
+  await appliance.finished(broadcast.id)
+  const { read } = await linksFor(simulators, 'filter@ezweb.ne.jp')
+
+  const plain = await app.inject({ method: 'GET', url: read })
+  t.notMatch(plain.body, 'ドメイン指定受信', 'no help for a person whose mail was never refused')
+
+  const subscriber = appliance.directory.subscriber(id)
+  if (subscriber === undefined) throw new Error('no subscriber')
+  applyBouncePolicy(appliance, subscriber, {
+    verdict: 'soft', reason: 'filtered', source: 'dsn', eventId: 'dsn:test', at: Date.now()
+  })
+  const flagged = await app.inject({ method: 'GET', url: read })
+  t.match(flagged.body, '届かなかったメールがあります')
+  t.match(flagged.body, /<details open><summary>au/, "the person's own carrier is open")
+  t.match(flagged.body, 'mimamori.example.jp', 'naming the domain to allow')
+
+  const confirmed = await app.inject({ method: 'POST', url: read })
+  t.match(confirmed.body, '届かなかったメールがあります', 'the help is shown once more')
+  t.equal(appliance.directory.subscriber(id)?.needsDomainAllow, undefined, 'and the flag is taken off')
+  const after = await app.inject({ method: 'GET', url: read })
+  t.notMatch(after.body, '届かなかったメールがあります')
 })
 
 t.test('a forged, truncated or altered token gets the invalid-link page and records nothing', async (t) => {
