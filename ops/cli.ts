@@ -28,6 +28,8 @@ Usage: mimamori <command> [options]
   admin create --login L --name N --role R [--org CODE] [--groups PATH,PATH] [--mail ADDR]...
        [--password-file FILE] [--pin-file FILE]
                                              make a staff account; prints its command address
+  inspect-mail FILE|- [--to ADDR] [--config FILE]
+                                             what the appliance makes of a mail, as JSON
 
 The configuration file is YAML; every setting can be overridden by MIMAMORI_* variables
 (MIMAMORI_HTTP__PORT=9000). See docs/configuration.md.
@@ -45,7 +47,8 @@ const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
   send: async (args) => { await (await import('./send-command.js')).sendCommand(args) },
   backup: async (args) => { await (await import('./data-commands.js')).backupCommand(args) },
   restore: async (args) => { await (await import('./data-commands.js')).restoreCommand(args) },
-  admin: async (args) => { await (await import('./admin-command.js')).adminCommand(args) }
+  admin: async (args) => { await (await import('./admin-command.js')).adminCommand(args) },
+  'inspect-mail': async (args) => { await (await import('./inspect-mail-command.js')).inspectMailCommand(args) }
 }
 
 async function main (argv: string[]): Promise<void> {

@@ -121,9 +121,11 @@ function decodeIso2022jp (bytes: Buffer): string {
   while (start <= bytes.length) {
     let end = bytes.indexOf(0x0a, start)
     if (end === -1) end = bytes.length
-    const line = bytes.subarray(start, end)
+    // the CR of a CRLF stays out too: after a missing reset it would pair into a junk character
+    const cr = end > start && bytes[end - 1] === 0x0d
+    const line = bytes.subarray(start, cr ? end - 1 : end)
     const sjis = Encoding.convert(Array.from(line), { from: 'JIS', to: 'SJIS' }) as number[]
-    lines.push(decodeCp932(Buffer.from(sjis)))
+    lines.push(decodeCp932(Buffer.from(sjis)) + (cr ? '\r' : ''))
     start = end + 1
   }
   return lines.join('\n')
