@@ -358,13 +358,15 @@ export class Dispatcher extends EventEmitter {
     if (outcome.message !== undefined) detail.m = outcome.message
 
     if (outcome.kind === 'accepted') {
+      // the gateway's time, not the batch's: the first of a batch was accepted well before its last
+      const at = Math.min(outcome.at ?? now, now)
       pace.sent++
-      if (running.firstAcceptedAt === undefined) {
-        running.firstAcceptedAt = now
-        this.#o.book.update(running.broadcast.id, { firstAcceptedAt: new Date(now).toISOString() })
+      if (running.firstAcceptedAt === undefined || at < running.firstAcceptedAt) {
+        running.firstAcceptedAt = at
+        this.#o.book.update(running.broadcast.id, { firstAcceptedAt: new Date(at).toISOString() })
       }
-      running.lastAcceptedAt = now
-      this.write(running, route, seq, row, { ...detail, st: 'accepted', at: now })
+      running.lastAcceptedAt = Math.max(running.lastAcceptedAt ?? 0, at)
+      this.write(running, route, seq, row, { ...detail, st: 'accepted', at })
       return
     }
     if (outcome.kind === 'rejected') {

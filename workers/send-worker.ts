@@ -53,8 +53,23 @@ export interface SingleSendTask {
 export default async function send (task: SendTask): Promise<Outcome[]> {
   const template = templateFor(task)
   const route = task.route
-  return await onRoute(route, async () =>
-    await Promise.all(task.recipients.map(async (r) => await sendOne(route, task.broadcastId, template, r))))
+  return await onRoute(route, async () => await inLanes(task.recipients, route.maxConnections,
+    async (r) => await sendOne(route, task.broadcastId, template, r)))
+}
+
+// A message is rendered only when a lane is free to send it. Rendering a whole batch up front
+// queued every message of every task in the pool at once: some 25 MB a worker on a big send.
+async function inLanes<T, R> (items: T[], lanes: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length)
+  let next = 0
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++
+      results[i] = await work(items[i] as T)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(items.length, lanes)) }, lane))
+  return results
 }
 
 /** One transactional mail over the same pooled connections as the broadcasts (seq 0). */

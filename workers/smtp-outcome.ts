@@ -25,6 +25,8 @@ export interface Outcome {
   code?: number
   /** the gateway's reply, shortened: it may echo the address, so it never goes to the logs */
   message?: string
+  /** when the gateway answered (epoch ms); a batch reports back only when all of it is done */
+  at?: number
 }
 
 interface SmtpErrorLike {
@@ -38,7 +40,7 @@ const ENHANCED = /\b([245])\.(\d{1,3})\.(\d{1,3})\b/
 
 export function accepted (seq: number, response: string | undefined): Outcome {
   const code = Number.parseInt(response ?? '250', 10)
-  return { seq, kind: 'accepted', category: 'ok', code: Number.isNaN(code) ? 250 : code }
+  return { seq, kind: 'accepted', category: 'ok', code: Number.isNaN(code) ? 250 : code, at: Date.now() }
 }
 
 /** Classifies a failure reported by nodemailer for one recipient. */

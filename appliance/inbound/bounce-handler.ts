@@ -9,7 +9,7 @@ import { parseAddress, lookupKey } from '../address.js'
 import { optOut, recipientOf, type RecipientContext } from '../recipient-actions.js'
 import type { LedgerRow } from '../ledger.js'
 import { applyBouncePolicy, type BounceFacts, type PolicyResult } from '../bounce-policy.js'
-import { classifyBounce, type BounceReport } from './bounce-classifier.js'
+import type { BounceReport } from './bounce-classifier.js'
 import type { InboundMail } from './inbox.js'
 
 type ReportedRecipient = BounceReport['recipients'][number]
@@ -26,6 +26,8 @@ export async function handleBounce (appliance: Appliance, mail: InboundMail): Pr
     appliance.log.child({ component: 'inbound' }).warn({ inbound: mail.id }, 'bounce to an unknown recipient token dropped')
     return
   }
+  // loaded with the first bounce, like the rest of the MIME stack (see inbox.ts)
+  const { classifyBounce } = await import('./bounce-classifier.js')
   const report = await classifyBounce(mail.raw)
   const base = { inbound: mail.id, broadcast: context.broadcast.id, subscriber: context.subscriber.id }
 

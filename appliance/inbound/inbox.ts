@@ -10,7 +10,7 @@ import type { Store } from '../store/store.js'
 import { nextId } from '../store/store.js'
 import { maskAddress } from '../address.js'
 import { inboundTarget, type InboundKind } from './local-parts.js'
-import { decodeMail, type DecodedMail } from './mail-decoding.js'
+import type { DecodedMail } from './mail-decoding.js'
 
 export interface InboundMail {
   id: number
@@ -175,7 +175,7 @@ export class Inbox {
       envelopeFrom: row.envelopeFrom,
       recipient: row.recipient,
       raw,
-      mail: await decodeMail(raw),
+      mail: await (await mailDecoding()).decodeMail(raw),
       receivedAt: row.receivedAt
     }
     if (row.tag !== undefined) mail.tag = row.tag
@@ -224,4 +224,12 @@ async function withTimeout (work: Promise<void>, ms: number): Promise<void> {
   } finally {
     clearTimeout(timer)
   }
+}
+
+// mailparser, the MIME splitter and the Japanese charset tables take some 25 MB: they are
+// loaded with the first mail, not at start, so an appliance that only sends does not carry them.
+let decoding: Promise<typeof import('./mail-decoding.js')> | undefined
+async function mailDecoding (): Promise<typeof import('./mail-decoding.js')> {
+  decoding ??= import('./mail-decoding.js')
+  return await decoding
 }

@@ -7,7 +7,6 @@ import { Type, type Static } from '@sinclair/typebox'
 import type { Appliance } from '../../appliance/appliance.js'
 import { findToken, hasScope, type ApiToken, type Scope } from '../../appliance/api-tokens.js'
 import { MimamoriError } from '../../appliance/errors.js'
-import { importMembersCsv } from '../../appliance/members/member-import.js'
 import type { Broadcast } from '../../appliance/broadcasts.js'
 
 const Targets = Type.Object({
@@ -137,6 +136,8 @@ function memberRoutes (app: FastifyInstance, appliance: Appliance): void {
     if (!Buffer.isBuffer(request.body)) {
       throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'send the CSV file as the body with Content-Type text/csv')
     }
+    // the CSV reader and its charset tables load with the first import, not at start
+    const { importMembersCsv } = await import('../../appliance/members/member-import.js')
     const report = importMembersCsv(appliance.directory, request.params.id, request.body,
       { dryRun: request.query.dryRun === true })
     appliance.log.info({
