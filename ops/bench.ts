@@ -3,7 +3,7 @@
 // then pushes the same number of messages through a bare nodemailer pool (the ceiling) to the
 // same simulators, and prints one JSON line of results.
 
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync, readFileSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fork } from 'node:child_process'
@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url'
 import nodemailer, { type Transporter } from 'nodemailer'
 import { Appliance } from '../appliance/appliance.js'
 import { checkConfig } from '../appliance/config.js'
+import { DATA_FILE } from '../appliance/store/store.js'
 import { MessageTemplate } from '../workers/message-template.js'
 import { DkimSigner } from '../workers/dkim-signer.js'
 import { noDelaySocket } from '../workers/smtp-socket.js'
@@ -34,6 +35,10 @@ export interface BenchResult {
   firstAcceptanceSeconds: number
   submitSeconds: number
   peakRssMB: number
+  /** the JavaScript heap at its largest during the broadcast: what grows if memory leaks */
+  peakHeapMB: number
+  /** the LMDB file after the run: subscribers, the ledger and the rest of the store */
+  dataFileMB: number
   accepted: number
   duplicates: number
   ceiling: { seconds: number, recipientsPerSecond: number }
@@ -79,6 +84,7 @@ export async function runBench (options: { recipients: number, dkim: boolean, wo
 
     const run = await broadcastOnce(appliance, cityId)
     const peakRssMB = Math.round(process.resourceUsage().maxRSS / 1024)
+    const dataFileMB = Math.round(statSync(join(config.dataDir, DATA_FILE)).size / 2 ** 20 * 10) / 10
     const received = await fleet.stats()
     const overtake = await measureOvertake(appliance, cityId)
     await appliance.close()
@@ -93,6 +99,8 @@ export async function runBench (options: { recipients: number, dkim: boolean, wo
       firstAcceptanceSeconds: round(run.first),
       submitSeconds: round(run.submit),
       peakRssMB,
+      peakHeapMB: run.peakHeapMB,
+      dataFileMB,
       accepted: run.accepted,
       duplicates: received.duplicates,
       ceiling: { seconds: round(ceiling), recipientsPerSecond: Math.round(options.recipients / ceiling) },
@@ -139,7 +147,7 @@ export async function seed (dataDir: string, n: number): Promise<{ cityId: strin
 }
 
 async function broadcastOnce (appliance: Appliance, cityId: string): Promise<{
-  seconds: number, first: number, submit: number, accepted: number
+  seconds: number, first: number, submit: number, accepted: number, peakHeapMB: number
 }> {
   const submittedAt = Date.now()
   const broadcast = appliance.submit({
@@ -151,8 +159,11 @@ async function broadcastOnce (appliance: Appliance, cityId: string): Promise<{
     createdBy: 'bench'
   })
   const frozenAt = Date.now()
-  const sampler = process.env.MIMAMORI_BENCH_MEMORY === undefined ? undefined : setInterval(() => {
+  let peakHeap = process.memoryUsage().heapUsed
+  const sampler = setInterval(() => {
     const m = process.memoryUsage()
+    peakHeap = Math.max(peakHeap, m.heapUsed)
+    if (process.env.MIMAMORI_BENCH_MEMORY === undefined) return
     const status = readFileSync('/proc/self/status', 'utf8').match(/Rss(Anon|File):\s+\d+/g)?.join(' ') ?? ''
     process.stderr.write(`rss ${m.rss >> 20} heap ${m.heapUsed >> 20}/${m.heapTotal >> 20} ab ${m.arrayBuffers >> 20} ${status}\n`)
   }, 250)
@@ -160,7 +171,13 @@ async function broadcastOnce (appliance: Appliance, cityId: string): Promise<{
   clearInterval(sampler)
   const first = Date.parse(report.firstAcceptedAt ?? '') - submittedAt
   const last = Date.parse(report.lastAcceptedAt ?? '') - submittedAt
-  return { seconds: last / 1000, first: first / 1000, submit: (frozenAt - submittedAt) / 1000, accepted: report.counts.accepted }
+  return {
+    seconds: last / 1000,
+    first: first / 1000,
+    submit: (frozenAt - submittedAt) / 1000,
+    accepted: report.counts.accepted,
+    peakHeapMB: Math.round(peakHeap / 2 ** 20)
+  }
 }
 
 // A bulk broadcast to everyone runs; once a tenth is accepted, an emergency to one school is

@@ -36,6 +36,8 @@ function assertResult (t: Test, result: any, dkim: boolean): void {
     recipientsPerSecond: Number,
     firstAcceptanceSeconds: Number,
     peakRssMB: Number,
+    peakHeapMB: Number,
+    dataFileMB: Number,
     ceiling: { seconds: Number, recipientsPerSecond: Number },
     ratio: Number
   })
@@ -44,6 +46,8 @@ function assertResult (t: Test, result: any, dkim: boolean): void {
   t.ok(result.firstAcceptanceSeconds >= 0 && result.firstAcceptanceSeconds <= result.seconds,
     'the first acceptance comes before the last')
   t.ok(result.peakRssMB > 0, 'peakRssMB > 0')
+  t.ok(result.peakHeapMB > 0 && result.peakHeapMB < result.peakRssMB, 'the heap is part of the RSS')
+  t.ok(result.dataFileMB > 0, 'the data file holds the ledger')
   t.ok(result.ceiling.recipientsPerSecond > 0, 'ceiling.recipientsPerSecond > 0')
   t.ok(result.ratio > 0, 'ratio > 0')
 }
