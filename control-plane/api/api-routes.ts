@@ -8,6 +8,7 @@ import type { Appliance } from '../../appliance/appliance.js'
 import { findToken, hasScope, type ApiToken, type Scope } from '../../appliance/api-tokens.js'
 import { MimamoriError } from '../../appliance/errors.js'
 import type { Broadcast } from '../../appliance/broadcasts.js'
+import { domainFilteredMembers, organisationReplies } from '../../appliance/organisation-attention.js'
 
 const Targets = Type.Object({
   groups: Type.Optional(Type.Array(Type.String({ maxLength: 100 }), { maxItems: 500 })),
@@ -40,6 +41,7 @@ export function apiRoutes (appliance: Appliance): FastifyPluginAsync {
 
     broadcastRoutes(app, appliance)
     memberRoutes(app, appliance)
+    attentionRoutes(app, appliance)
   }
 }
 
@@ -145,5 +147,27 @@ function memberRoutes (app: FastifyInstance, appliance: Appliance): void {
       duplicates: report.duplicates.length, by: `token:${token.name}`
     }, 'members imported')
     return report
+  })
+}
+
+// What staff must look at: recipients' replies, and members a carrier's domain filter refused.
+function attentionRoutes (app: FastifyInstance, appliance: Appliance): void {
+  app.get<{ Params: Static<typeof OrgParams>, Querystring: { limit: number } }>('/organisations/:id/replies', {
+    schema: {
+      params: OrgParams,
+      querystring: Type.Object({ limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }) })
+    }
+  }, async (request) => {
+    const token = requireScope(request, 'members:read')
+    requireOrganisation(appliance, token, request.params.id)
+    return { replies: organisationReplies(appliance, request.params.id, request.query.limit) }
+  })
+
+  app.get<{ Params: Static<typeof OrgParams> }>('/organisations/:id/domain-filtered', {
+    schema: { params: OrgParams }
+  }, async (request) => {
+    const token = requireScope(request, 'members:read')
+    requireOrganisation(appliance, token, request.params.id)
+    return { members: domainFilteredMembers(appliance, request.params.id) }
   })
 }
