@@ -14,7 +14,8 @@ import type { Broadcast, BroadcastBook, Priority } from './broadcasts.js'
 import type { RouteTable } from './route-table.js'
 import type { Config } from './config.js'
 import {
-  type LedgerCounts, type LedgerRow, type LedgerState, countLedger, moveCount, isComplete, FINAL_STATES
+  type LedgerCounts, type LedgerRow, type LedgerState, type StateCounts,
+  countLedger, emptyCounts, moveCount, isComplete, FINAL_STATES, OPEN_STATES
 } from './ledger.js'
 import { RetryHeap } from './retry-heap.js'
 import { RoutePace } from './route-pace.js'
@@ -27,6 +28,17 @@ const CHUNK = 500
 const LANES: Priority[] = ['emergency', 'normal', 'bulk']
 
 interface Pending { seq: number, row: LedgerRow }
+
+/** What /metrics reads: counters and sums kept as rows move, so a scrape reads no ledger. */
+export interface DispatcherMetrics {
+  routes: RoutePace[]
+  /** recipients waiting or in flight, per lane, in the broadcasts sending or paused here */
+  lanes: Record<Priority, number>
+  /** recipients of those broadcasts in each state that is not final */
+  open: Partial<StateCounts>
+  /** recipients that reached each final state since this process started */
+  finals: Partial<StateCounts>
+}
 
 interface RouteCursor { next: number, end: number, buffer: Pending[], retries: RetryHeap }
 
@@ -59,6 +71,7 @@ export class Dispatcher extends EventEmitter {
   readonly #running = new Map<number, Running>()
   readonly #paces = new Map<string, RoutePace>()
   readonly #tasks = new Set<Promise<void>>()
+  readonly #finals = emptyCounts()
   #timer: NodeJS.Timeout | undefined
   #timerAt = Infinity
   #stopped = false
@@ -150,14 +163,20 @@ export class Dispatcher extends EventEmitter {
     return out
   }
 
-  /** Per-route counters and queue depth per lane, for /metrics. */
-  metrics (): { routes: RoutePace[], lanes: Record<Priority, number> } {
+  /** Per-route counters, queue depth per lane and ledger states, for /metrics. */
+  metrics (): DispatcherMetrics {
     const lanes: Record<Priority, number> = { emergency: 0, normal: 0, bulk: 0 }
+    const open: Partial<StateCounts> = Object.fromEntries(OPEN_STATES.map((s) => [s, 0]))
     for (const running of this.#running.values()) {
-      const c = running.counts.byState
-      lanes[running.broadcast.priority] += c.queued + c.deferred + c.sending
+      for (const state of OPEN_STATES) {
+        const n = running.counts.byState[state]
+        lanes[running.broadcast.priority] += n
+        open[state] = (open[state] ?? 0) + n
+      }
     }
-    return { routes: [...this.#paces.values()], lanes }
+    const finals: Partial<StateCounts> = {}
+    for (const state of FINAL_STATES) finals[state] = this.#finals[state]
+    return { routes: [...this.#paces.values()], lanes, open, finals }
   }
 
   get runningCount (): number {
@@ -418,6 +437,7 @@ export class Dispatcher extends EventEmitter {
   ): Promise<boolean> {
     const next: LedgerRow = { ...row, ...change }
     moveCount(running.counts, route, row.st, next.st as LedgerState)
+    if (FINAL_STATES.has(next.st) && !FINAL_STATES.has(row.st)) this.#finals[next.st]++
     row.st = next.st
     return this.#o.store.ledger.put([running.broadcast.id, seq], next)
   }

@@ -12,6 +12,9 @@ export type LedgerState = typeof LEDGER_STATES[number]
 export const FINAL_STATES: ReadonlySet<LedgerState> =
   new Set(['accepted', 'failed', 'suppressed', 'cancelled'])
 
+/** The states a row passes through on its way to a final one. */
+export const OPEN_STATES: readonly LedgerState[] = LEDGER_STATES.filter((s) => !FINAL_STATES.has(s))
+
 export interface LedgerRow {
   /** subscriber id */
   s: number

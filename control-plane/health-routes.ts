@@ -1,9 +1,21 @@
 // Runs in the appliance's main thread: /healthz for the operator's probes and /metrics in the
 // Prometheus text format — ledger states, per-route outcomes, queue depth per lane.
+// A scrape reads only the dispatcher's counters, never the ledger: it stays cheap mid-send.
 
 import type { FastifyPluginAsync } from 'fastify'
 import type { Appliance } from '../appliance/appliance.js'
-import { LEDGER_STATES } from '../appliance/ledger.js'
+import type { DispatcherMetrics } from '../appliance/dispatcher.js'
+import type { RoutePace } from '../appliance/route-pace.js'
+
+type Labels = Record<string, string>
+type Sample = [Labels, number]
+
+const ROUTE_COUNTERS: Array<[string, string, (r: RoutePace) => number]> = [
+  ['mimamori_route_sent_total', 'Messages accepted by the route\'s gateway.', (r) => r.sent],
+  ['mimamori_route_deferred_total', 'Messages deferred (4xx or connection failure).', (r) => r.deferred],
+  ['mimamori_route_failed_total', 'Messages refused permanently (5xx).', (r) => r.failed],
+  ['mimamori_route_throttled_total', 'Slow-down answers (421, 4.7.x) from the gateway.', (r) => r.throttles]
+]
 
 export function healthRoutes (appliance: Appliance): FastifyPluginAsync {
   return async (app) => {
@@ -21,35 +33,44 @@ export function healthRoutes (appliance: Appliance): FastifyPluginAsync {
 }
 
 export function metricsText (appliance: Appliance): string {
+  const m = appliance.dispatcher.metrics()
   const lines: string[] = []
-  const { routes, lanes } = appliance.dispatcher.metrics()
-
-  lines.push('# HELP mimamori_ledger_recipients Recipients of running broadcasts by ledger state.')
-  lines.push('# TYPE mimamori_ledger_recipients gauge')
-  const states = Object.fromEntries(LEDGER_STATES.map((s) => [s, 0]))
-  for (const b of appliance.book.unfinished()) {
-    const live = appliance.dispatcher.live(b.id)
-    if (live === undefined) continue
-    for (const s of LEDGER_STATES) states[s] = (states[s] ?? 0) + live.counts.byState[s]
+  ledgerFamilies(lines, m)
+  for (const [name, help, value] of ROUTE_COUNTERS) {
+    family(lines, name, 'counter', help, m.routes.map((r) => [{ route: r.target.name }, value(r)]))
   }
-  for (const [state, n] of Object.entries(states)) lines.push(`mimamori_ledger_recipients{state="${state}"} ${n}`)
-
-  const counters: Array<[string, string, (r: typeof routes[number]) => number]> = [
-    ['mimamori_route_sent_total', 'Messages accepted by the route\'s gateway.', (r) => r.sent],
-    ['mimamori_route_deferred_total', 'Messages deferred (4xx or connection failure).', (r) => r.deferred],
-    ['mimamori_route_failed_total', 'Messages refused permanently (5xx).', (r) => r.failed],
-    ['mimamori_route_throttled_total', 'Slow-down answers (421, 4.7.x) from the gateway.', (r) => r.throttles]
-  ]
-  for (const [name, help, value] of counters) {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`)
-    for (const r of routes) lines.push(`${name}{route="${r.target.name}"} ${value(r)}`)
-  }
-  lines.push('# HELP mimamori_route_rate Messages per second allowed now, after slow-downs.')
-  lines.push('# TYPE mimamori_route_rate gauge')
-  for (const r of routes) lines.push(`mimamori_route_rate{route="${r.target.name}"} ${r.rate()}`)
-
-  lines.push('# HELP mimamori_queue_depth Recipients waiting or in flight, per priority lane.')
-  lines.push('# TYPE mimamori_queue_depth gauge')
-  for (const [lane, n] of Object.entries(lanes)) lines.push(`mimamori_queue_depth{lane="${lane}"} ${n}`)
+  family(lines, 'mimamori_route_rate', 'gauge', 'Messages per second allowed now, after slow-downs.',
+    m.routes.map((r) => [{ route: r.target.name }, r.rate()]))
+  family(lines, 'mimamori_queue_depth', 'gauge',
+    'Recipients waiting or in flight, per priority lane, in broadcasts sending or paused.',
+    Object.entries(m.lanes).map(([lane, n]) => [{ lane }, n]))
+  family(lines, 'mimamori_broadcasts_running', 'gauge', 'Broadcasts sending or paused.',
+    [[{}, appliance.dispatcher.runningCount]])
   return lines.join('\n') + '\n'
+}
+
+// Final states are counters: a finished broadcast's recipients stay counted after it leaves the
+// dispatcher. States on the way are gauges over the broadcasts still sending or paused.
+function ledgerFamilies (lines: string[], m: DispatcherMetrics): void {
+  family(lines, 'mimamori_ledger_recipients', 'gauge',
+    'Recipients of broadcasts sending or paused, by ledger state not yet final.',
+    Object.entries(m.open).map(([state, n]) => [{ state }, n ?? 0]))
+  family(lines, 'mimamori_ledger_final_total', 'counter',
+    'Recipients that reached a final ledger state since the appliance started.',
+    Object.entries(m.finals).map(([state, n]) => [{ state }, n ?? 0]))
+}
+
+function family (lines: string[], name: string, type: 'counter' | 'gauge', help: string, samples: Sample[]): void {
+  lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
+  for (const [labels, value] of samples) lines.push(`${name}${labelText(labels)} ${value}`)
+}
+
+function labelText (labels: Labels): string {
+  const pairs = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`)
+  return pairs.length === 0 ? '' : `{${pairs.join(',')}}`
+}
+
+// Route names are checked at start, but a label value must never break the format.
+function escapeLabel (value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
 }
