@@ -21,6 +21,7 @@ export const ERRORS = {
   MIMAMORI_SIGNUP_LINK_INVALID: { status: 410, text: 'The sign-up link is used, expired or unknown' },
   MIMAMORI_SIGNUP_INVALID: { status: 400, text: 'The sign-up form has problems' },
   MIMAMORI_COMMAND_INVALID: { status: 422, text: 'The mail-in command does not follow the grammar' },
+  MIMAMORI_XML_REFUSED: { status: 400, text: 'The XML document is refused: unsafe or not well formed' },
   MIMAMORI_INTERNAL: { status: 500, text: 'Internal error' }
 } as const
 
