@@ -9,6 +9,7 @@ import YAML from 'yaml'
 import { parse as parseToml } from 'smol-toml'
 import { parseAddress, AddressError } from './address.js'
 import { MimamoriError } from './errors.js'
+import { FeedsConfigSchema } from './feeds/feeds-config.js'
 
 const Port = Type.Integer({ minimum: 0, maximum: 65535 })
 
@@ -72,6 +73,7 @@ export const ConfigSchema = Type.Object({
     maxAttempts: Type.Integer({ minimum: 1, maximum: 100, default: 12 }),
     slowdownSeconds: Type.Number({ minimum: 0, default: 30 })
   }, { additionalProperties: false, default: {} }),
+  feeds: FeedsConfigSchema,
   signup: Type.Object({
     linkMinutes: Type.Integer({ minimum: 5, maximum: 10080, default: 60 }),
     linksPerHour: Type.Integer({ minimum: 1, maximum: 20, default: 3 })

@@ -63,6 +63,20 @@ export interface Store {
   replies: Db
   /** [blind index, time ms, event id] → a bounce or refusal of an address (bounce-policy.ts) */
   bounces: Db
+  /** feed URL → poll state: ETag, Last-Modified, failures, next poll (feeds/feed-poller.ts) */
+  feedState: Db
+  /** [feed URL, entry id] → when it was fetched and what came of it: no entry is fetched twice */
+  feedEntries: Db
+  /** event key → the latest HazardEvent of that event, for corrections and cancellations */
+  hazardEvents: Db
+  /** draft id → an alert a rule made: held, waiting for approval, sent or withdrawn */
+  alertDrafts: Db
+  /** rule id → an alert rule (seeded from the configuration, changed by staff) */
+  alertRules: Db
+  /** schedule id → a scheduled or repeating broadcast (schedules/) */
+  schedules: Db
+  /** ['entry', id] → a step-mail calendar entry; ['sent', entry id, subscriber id] → sent once */
+  stepMail: Db
   close: () => Promise<void>
 }
 
@@ -110,7 +124,7 @@ function openExisting (dataFile: string, keyFile: string): OpenedStore {
 /** Reads the key file and checks it against a data file without writing to it. */
 export function verifyKey (dataFile: string, keyFile: string): AddressVault {
   const vault = new AddressVault(readKeyFile(keyFile))
-  const probe = open({ path: dataFile, readOnly: true, maxDbs: 32 })
+  const probe = open({ path: dataFile, readOnly: true, maxDbs: 64 })
   const stored = probe.openDB({ name: 'meta' }).get('keyCheck') as string | undefined
   probe.close()
   if (stored !== vault.keyCheck()) {
@@ -122,7 +136,7 @@ export function verifyKey (dataFile: string, keyFile: string): AddressVault {
 }
 
 function openEnvironment (dataFile: string): Store {
-  const root = open({ path: dataFile, maxDbs: 32, compression: false })
+  const root = open({ path: dataFile, maxDbs: 64, compression: false })
   const db = (name: string): Db => root.openDB({ name })
   return {
     root,
@@ -152,6 +166,13 @@ function openEnvironment (dataFile: string): Store {
     inbox: db('inbox'),
     replies: db('replies'),
     bounces: db('bounces'),
+    feedState: db('feed-state'),
+    feedEntries: db('feed-entries'),
+    hazardEvents: db('hazard-events'),
+    alertDrafts: db('alert-drafts'),
+    alertRules: db('alert-rules'),
+    schedules: db('schedules'),
+    stepMail: db('step-mail'),
     close: async () => { await root.close() }
   }
 }
