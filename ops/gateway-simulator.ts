@@ -73,6 +73,8 @@ export interface SimulatorStats {
   refusedConnections: number
   currentConnections: number
   maxConcurrentConnections: number
+  /** the most RCPT TO commands, answered either way, on any one connection */
+  maxRecipientsPerConnection: number
   /** messages answered 250 after DATA */
   accepted: number
   /** recipients of the accepted messages: one delivery per recipient */
@@ -99,6 +101,7 @@ const DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 interface ConnectionState {
   socket: Socket | undefined
   accepted: number
+  recipients: number
 }
 
 type Counters = Omit<SimulatorStats, 'name' | 'port' | 'currentConnections' |
@@ -109,6 +112,7 @@ function zeroCounters (): Counters {
     connections: 0,
     refusedConnections: 0,
     maxConcurrentConnections: 0,
+    maxRecipientsPerConnection: 0,
     accepted: 0,
     acceptedRecipients: 0,
     deferred: 0,
@@ -214,6 +218,7 @@ export class GatewaySimulator extends EventEmitter<{ message: [ReceivedMessage] 
   reset (): void {
     this.counters = zeroCounters()
     this.counters.maxConcurrentConnections = this.open.size
+    for (const connection of this.open.values()) connection.recipients = 0
     this.perRecipientCounts = new Map()
     this.duplicateCount = 0
     this.rules.reset()
@@ -237,7 +242,7 @@ export class GatewaySimulator extends EventEmitter<{ message: [ReceivedMessage] 
       lenientAddressParsing: true,
       size: this.options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
       onConnect: (session, callback) => callback(this.admit(session)),
-      onRcptTo: (address, _session, callback) => callback(this.answerRecipient(address)),
+      onRcptTo: (address, session, callback) => callback(this.answerRecipient(address, session)),
       onData: (stream, session, callback) => this.receive(stream, session, callback),
       onClose: (session) => { this.open.delete(session.id) }
     })
@@ -258,7 +263,7 @@ export class GatewaySimulator extends EventEmitter<{ message: [ReceivedMessage] 
       return smtpReply(421, '4.7.0 Too many connections, try again later')
     }
 
-    this.open.set(session.id, { socket: this.sockets.get(session.remotePort), accepted: 0 })
+    this.open.set(session.id, { socket: this.sockets.get(session.remotePort), accepted: 0, recipients: 0 })
     this.counters.connections++
     this.counters.maxConcurrentConnections =
       Math.max(this.counters.maxConcurrentConnections, this.open.size)
@@ -266,7 +271,8 @@ export class GatewaySimulator extends EventEmitter<{ message: [ReceivedMessage] 
   }
 
   /** The refusal for this recipient, or null to accept it. */
-  private answerRecipient (address: SMTPServerAddress): Error | null {
+  private answerRecipient (address: SMTPServerAddress, session: SMTPServerSession): Error | null {
+    this.countRecipient(session)
     const refusal = this.rules.answer(address.address)
     if (refusal === undefined) return null
 
@@ -274,6 +280,15 @@ export class GatewaySimulator extends EventEmitter<{ message: [ReceivedMessage] 
     else this.counters.rejected++
     // A 421 needs nothing more here: smtp-server ends the connection after sending any 421.
     return smtpReply(refusal.code, refusal.message)
+  }
+
+  // A route's recipientsPerSession is checked against this: every RCPT TO on one connection.
+  private countRecipient (session: SMTPServerSession): void {
+    const connection = this.open.get(session.id)
+    if (connection === undefined) return
+    connection.recipients++
+    this.counters.maxRecipientsPerConnection =
+      Math.max(this.counters.maxRecipientsPerConnection, connection.recipients)
   }
 
   private receive (

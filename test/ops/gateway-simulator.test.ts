@@ -178,6 +178,19 @@ t.test('a rule with times refuses the first tries and accepts the retry', async 
   t.equal(simulator.stats().deferred, 2)
 })
 
+t.test('recipients per connection are counted over every transaction, refused ones too', async (t) => {
+  const simulator = await startSimulator(t)
+  const first = await connect(t, simulator.port)
+  await sendRaw(first, ['a@docomo.ne.jp', 'b@docomo.ne.jp'])
+  await sendRaw(first, ['c@docomo.ne.jp', 'unknown.d@docomo.ne.jp'])
+  const second = await connect(t, simulator.port)
+  await sendRaw(second, ['e@docomo.ne.jp'])
+
+  t.equal(simulator.stats().maxRecipientsPerConnection, 4, 'four RCPT TO on the first connection')
+  simulator.reset()
+  t.equal(simulator.stats().maxRecipientsPerConnection, 0)
+})
+
 t.test('explicit rules replace the default ones', async (t) => {
   const simulator = await startSimulator(t, { rules: [] })
   const transporter = transport(t, simulator.port)
