@@ -47,6 +47,11 @@ export interface HazardEvent {
   id: string
   /** the event it belongs to: a correction or cancellation names the same key */
   eventKey: string
+  /**
+   * The happening several telegrams report on (JMA's EventID; a CAP alert's first identifier):
+   * a rule alerts once per incident, and again only when the level rises. eventKey when absent.
+   */
+  incidentKey?: string
   kind: HazardKind
   /** 通常 → actual, 訓練 → drill, 試験 → test (CAP: Actual, Exercise, Test/System/Draft) */
   status: 'actual' | 'drill' | 'test'
