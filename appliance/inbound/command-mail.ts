@@ -1,8 +1,10 @@
 // Runs in the appliance's main thread: the handler of mail to the command address (kind
-// 'command'). A command is never acted on by its From alone: the From must be a registered staff
-// address AND the mail must carry that person's secret (cmd+<secret>@, or a PIN line written to
-// plain cmd@). It then gets a preview with a one-time code, and only a reply with that code, from
-// the same address and in time, submits the broadcast. Every step is in the audit log.
+// 'command'). No mail is acted on by its From alone: a command, a code and a cancel must each
+// come from a registered staff address AND carry that person's secret (cmd+<secret>@, or a PIN
+// line written to plain cmd@; see command-sender.ts). A command gets a preview with a one-time
+// code, and only a reply with that code, from the same address and in time, submits the
+// broadcast. Mail that fails authentication never counts against the real sender's allowance.
+// Every step is in the audit log.
 
 import type { Logger } from 'pino'
 import type { Config } from '../config.js'
@@ -18,10 +20,11 @@ import { MimamoriError } from '../errors.js'
 import { audit } from '../audit-log.js'
 import { StaffBook, type Staff, sendRefusal } from '../staff.js'
 import {
-  parseCommand, isCommand, freshText, readConfirmation, readPin, type GrammarProblem
+  parseCommand, isCommand, freshText, readConfirmation, type GrammarProblem
 } from './command-grammar.js'
 import { resolveCommand } from './command-targets.js'
-import { CommandLimits } from './command-limits.js'
+import { CommandLimits, REFUSAL_LIMITS, type RefusalCap, type RefusalLimits } from './command-limits.js'
+import { authenticate, type AuthFailure } from './command-sender.js'
 import { MailCommandBook, type MailCommand } from './mail-commands.js'
 import {
   previewReply, acceptedReply, cancelledReply, summaryReply, refusalReply, grammarDetail,
@@ -51,6 +54,13 @@ interface Context {
   /** blind index of the From, the key of its counters */
   key: string
   staff?: Staff
+  /** the mail carries the secret of the registered sender: only then may it act */
+  authenticated: boolean
+}
+
+export interface CommandMailOptions {
+  now?: () => number
+  refusals?: Partial<RefusalLimits>
 }
 
 const IGNORED_LOCALS = /^(?:mailer-daemon|postmaster|no-?reply|noreply|bounce[s]?)$/i
@@ -59,14 +69,16 @@ export class CommandMail {
   readonly staff: StaffBook
   readonly commands: MailCommandBook
   readonly limits: CommandLimits
+  readonly refusals: RefusalLimits
   readonly #log: Logger
   readonly #onFinished = (b: Broadcast): void => { void this.sendSummary(b.id) }
 
-  constructor (readonly host: CommandMailHost, options: { now?: () => number } = {}) {
+  constructor (readonly host: CommandMailHost, options: CommandMailOptions = {}) {
     const now = options.now ?? Date.now
     this.staff = new StaffBook(host.directory)
     this.commands = new MailCommandBook(host.store, host.vault, now)
     this.limits = new CommandLimits(host.store, now)
+    this.refusals = { ...REFUSAL_LIMITS, ...options.refusals }
     this.#log = host.log.child({ component: 'commands' })
   }
 
@@ -119,15 +131,18 @@ export class CommandMail {
     if (from === undefined) return
     const key = this.host.vault.index(`command-sender:${lookupKey(from)}`)
     const staff = this.staff.byAddress(from)
-    const ctx: Context = { inbound, from, key, ...(staff === undefined ? {} : { staff }) }
-    const commandLike = isCommand(inbound.mail.text)
+    const ctx: Context = { inbound, from, key, authenticated: false, ...(staff === undefined ? {} : { staff }) }
 
-    if (this.limits.exhausted(key, this.host.config.commands.perHour)) {
-      return this.refuseThrottled(ctx, 'rate-limited', DETAIL.rateLimited(this.host.config.commands.perHour))
+    const claim = { staff, tag: inbound.tag, text: inbound.mail.text, key }
+    const failure = await authenticate(this.staff, this.limits, this.refusals, claim)
+    if (failure !== undefined) return this.refuseAuth(ctx, failure)
+    ctx.authenticated = true
+
+    const perHour = this.host.config.commands.perHour
+    if (this.limits.exhausted(key, perHour)) {
+      return this.refuseThrottled(ctx, 'rate-limited', DETAIL.rateLimited(perHour), 'rate-limited', 'rate')
     }
-    const auth = await this.authenticate(ctx, commandLike)
-    if (auth !== undefined) return this.refuseAuth(ctx, auth)
-    if (commandLike) return this.command(ctx, ctx.staff as Staff)
+    if (isCommand(inbound.mail.text)) return this.command(ctx, ctx.staff as Staff)
     return this.confirmation(ctx, ctx.staff as Staff)
   }
 
@@ -153,26 +168,26 @@ export class CommandMail {
     return from
   }
 
-  /** undefined when the sender may go on; else why not. */
-  private async authenticate (
-    ctx: Context, commandLike: boolean
-  ): Promise<'not-registered' | 'wrong-secret' | 'missing-secret' | undefined> {
-    const { staff, inbound } = ctx
-    if (staff === undefined || staff.disabled === true) return 'not-registered'
-    if (inbound.tag !== undefined) return this.staff.checkCommandSecret(staff, inbound.tag) ? undefined : 'wrong-secret'
-
-    const pin = readPin(inbound.mail.text)
-    if (pin !== undefined) return await this.staff.checkPin(staff, pin) ? undefined : 'wrong-secret'
-    // A reply to a preview proves itself with the one-time code that only this mailbox received.
-    return commandLike ? 'missing-secret' : undefined
-  }
-
-  private refuseAuth (ctx: Context, reason: 'not-registered' | 'wrong-secret' | 'missing-secret'): void {
-    this.limits.hit(ctx.key)
+  // Counted apart from the sender's allowance: a forged From must not lock the real sender out.
+  // Past a cap a mail is dropped unanswered, and only the first drop of the hour is audited.
+  private refuseAuth (ctx: Context, reason: AuthFailure): void {
+    const cap = this.limits.refusal(ctx.key, this.refusals)
+    if (cap !== undefined) return this.drop(ctx, reason, cap)
     if (reason === 'missing-secret') {
       return this.refuseThrottled(ctx, reason, DETAIL.missingSecret(ctx.staff?.pinHash !== undefined))
     }
     this.refuseThrottled(ctx, 'not-accepted', NOT_ACCEPTED, reason)
+  }
+
+  private drop (ctx: Context, reason: AuthFailure, cap: RefusalCap): void {
+    const first = this.limits.mayReply(CommandLimits.capKey(ctx.key, cap), `flood-${cap}`)
+    if (!first) {
+      this.#log.debug({ inbound: ctx.inbound.id, reason, cap }, 'mail command dropped')
+      return
+    }
+    const limit = cap === 'sender' ? this.refusals.perSender : this.refusals.overall
+    this.record(ctx, 'command.refused', undefined, { reason, dropped: true, cap, limit })
+    this.#log.warn({ inbound: ctx.inbound.id, reason, cap, limit }, 'mail command flood: further refusals this hour dropped')
   }
 
   // -- a new command --------------------------------------------------------------------
@@ -210,7 +225,10 @@ export class CommandMail {
       priority: text.priority
     }, minutes)
     const org = this.host.directory.organisation(command.organisationId)
-    this.reply(ctx, previewReply(command, code, org.name, minutes, this.host.config.timeZone), 'command-preview')
+    const preview = previewReply(command, code, org.name, minutes, this.host.config.timeZone, {
+      pinLine: ctx.inbound.tag === undefined
+    })
+    this.reply(ctx, preview, 'command-preview')
     this.record(ctx, 'command.preview', `command:${command.id}`, {
       organisation: command.organisationId, targets: command.counts.map((c) => c.label),
       total: command.total, priority: command.priority, subject: command.subject
@@ -319,11 +337,16 @@ export class CommandMail {
     this.#log.info({ inbound: ctx.inbound.id, staff: ctx.staff?.id, reason }, 'mail command refused')
   }
 
-  /** A refusal that goes to an address at most once an hour (unauthenticated, rate limited). */
+  /**
+   * A refusal that goes to an address at most once an hour: `notice` for mail that failed
+   * authentication, `rate` for an authenticated sender over the allowance, so that forged mail
+   * cannot use up the notice the real sender is owed.
+   */
   private refuseThrottled (
-    ctx: Context, reason: RefusalReason, detail: { ja: string, en: string }, why: string = reason
+    ctx: Context, reason: RefusalReason, detail: { ja: string, en: string }, why: string = reason,
+    kind: 'notice' | 'rate' = 'notice'
   ): void {
-    const send = this.limits.mayReply(ctx.key, 'notice')
+    const send = this.limits.mayReply(ctx.key, kind)
     if (send) this.reply(ctx, refusalReply(reason, detail, ctx.inbound.mail.subject), 'command-refusal')
     this.record(ctx, 'command.refused', undefined, { reason: why, replied: send })
     this.#log.info({ inbound: ctx.inbound.id, staff: ctx.staff?.id, reason: why, replied: send }, 'mail command refused')
@@ -344,10 +367,13 @@ export class CommandMail {
   }
 
   private record (ctx: Context, action: string, target?: string, detail?: Record<string, unknown>): void {
-    const actor = ctx.staff === undefined ? `mail:${maskAddress(ctx.from.canonical)}` : `staff:${ctx.staff.login}`
+    // A mail that failed authentication is not the staff member's act, whatever its From says.
+    const staff = ctx.authenticated ? ctx.staff : undefined
+    const actor = staff === undefined ? `mail:${maskAddress(ctx.from.canonical)}` : `staff:${staff.login}`
+    const claimed = !ctx.authenticated && ctx.staff !== undefined ? { claimed: ctx.staff.login } : {}
     audit(this.host.store, {
       actor, action, ...(target === undefined ? {} : { target }),
-      detail: { inbound: ctx.inbound.id, ...detail }
+      detail: { inbound: ctx.inbound.id, ...claimed, ...detail }
     })
   }
 }
@@ -366,7 +392,7 @@ export function commandSubject (subject: string): string {
 /** Registers the handler on the appliance's inbox and starts following its broadcasts. */
 export function registerCommandMail (
   appliance: CommandMailHost & { inbound: { on: (kind: 'command', handler: (mail: InboundMail) => Promise<void>) => void } },
-  options: { now?: () => number } = {}
+  options: CommandMailOptions = {}
 ): CommandMail {
   const commands = new CommandMail(appliance, options)
   appliance.inbound.on('command', commands.handle)

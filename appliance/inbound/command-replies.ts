@@ -19,9 +19,15 @@ function oneLine (text: string, max = 60): string {
   return flat.length > max ? `${flat.slice(0, max)}…` : flat
 }
 
+/**
+ * The preview. `pinLine`: the command came to plain cmd@ with a PIN, so the reply (which goes
+ * there too) needs the PIN line again: a code or a cancel is never taken on the From alone.
+ */
 export function previewReply (
-  command: MailCommand, code: string, organisationName: string, minutes: number, timeZone: string
+  command: MailCommand, code: string, organisationName: string, minutes: number, timeZone: string,
+  options: { pinLine?: boolean } = {}
 ): ReplyText {
+  const pin = options.pinLine === true
   const until = clock(command.expiresAt, timeZone)
   const span = minutes >= 1 ? `${Math.round(minutes)}分` : `${Math.max(1, Math.round(minutes * 60))}秒`
   const targets = command.counts.map((c) => `  ・${c.label} — ${c.recipients}名`)
@@ -32,6 +38,7 @@ export function previewReply (
     `配信するには、このメールに返信し、1行目に確認コード ${code} を書いてください。`,
     `期限は ${until} まで（${span}）。コードは1回だけ使えます。`,
     'やめるときは「中止」と返信してください。',
+    ...(pin ? ['返信にも「暗証番号: 1234」の行（あなたの暗証番号）を書いてください。'] : []),
     '',
     `■ 組織: ${organisationName} (${command.organisationId})`,
     '■ 宛先:',
@@ -45,7 +52,7 @@ export function previewReply (
     '----',
     '',
     `To send, reply with the code ${code} within ${span.replace('分', ' min').replace('秒', ' s')} ` +
-      '(it works once). To cancel, reply "cancel".',
+      `(it works once). To cancel, reply "cancel".${pin ? ' Add your PIN line to the reply.' : ''}`,
     `Recipients: ${command.total}; priority: ${command.priority}; command #${command.id}.`
   ].join('\n')
   return { subject: `[配信確認 #${command.id}] ${oneLine(command.subject)}`, text }

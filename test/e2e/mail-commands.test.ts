@@ -216,6 +216,72 @@ t.test('中止 cancels; the code afterwards is refused as used', async (t) => {
   await nothingSent(t, s)
 })
 
+t.test('by default the code must come back within 15 minutes', async (t) => {
+  const s = await scene(t)
+  t.equal(s.config.commands.confirmMinutes, 15, 'the default configuration says 15 minutes')
+  await mail(t, s, s.commandAddress, '不審者情報', COMMAND)
+  const preview = await nextMail(s, TEACHER, 1)
+  t.match(preview.text, /（15分）/)
+  t.match(preview.text, /within 15 min/)
+  const command = s.appliance.store.mailCommands.get(1) as { createdAt: string, expiresAt: string }
+  t.equal(Date.parse(command.expiresAt) - Date.parse(command.createdAt), 15 * 60_000, 'the stored limit')
+})
+
+// What anyone who knows a teacher's address can send: her From, a plausible subject, no secret.
+const FORGED_REPLY = 'Re: [配信確認 #1] 不審者情報'
+
+t.test('a forged 中止 or forged codes without the secret change nothing; the real code then sends', async (t) => {
+  const s = await scene(t)
+  await mail(t, s, s.commandAddress, '不審者情報', COMMAND)
+  const code = codeOf(await nextMail(s, TEACHER, 1))
+  const wrong = code === '000000' ? '111111' : '000000'
+  const plain = `cmd@${DOMAIN}`
+
+  await mail(t, s, plain, FORGED_REPLY, '中止')
+  await mail(t, s, plain, FORGED_REPLY, 'cancel')
+  for (let i = 0; i < 6; i++) await mail(t, s, plain, FORGED_REPLY, wrong)
+  await mail(t, s, `cmd+abcdefghjkmnpqrs@${DOMAIN}`, FORGED_REPLY, '中止')
+  t.match(s.appliance.store.mailCommands.get(1), { state: 'pending', wrongCodes: 0 },
+    'the command still waits, and no forged code counted against it')
+  t.equal((await inbox(s.simulators, TEACHER)).length, 2, 'the preview and one refusal notice, no more')
+
+  t.equal(auditEvents(s.appliance.store, { action: 'command.cancel' }).length, 0, 'nothing was cancelled')
+  const refused = auditEvents(s.appliance.store, { action: 'command.refused' })
+  t.ok(refused.every((e) => e.actor === 'mail:ya***@docomo.ne.jp'), 'a forged mail is not the teacher\'s act')
+  t.same(refused.map((e) => e.detail?.reason).sort(),
+    [...Array(8).fill('missing-secret'), 'wrong-secret'].sort(), 'each forgery audited with its reason')
+
+  await mail(t, s, s.commandAddress, FORGED_REPLY, code)
+  t.match((await nextMail(s, TEACHER, 3)).subject, /^\[配信開始 #1\]/, 'the real confirmation sends')
+  await waitFor(() => s.appliance.book.list()[0]?.status === 'done')
+  for (const parent of PARENTS) t.equal((await inbox(s.simulators, parent)).length, 1, `${parent} got the alert`)
+})
+
+t.test('a flood of forged commands from a teacher\'s From does not stop her real command', async (t) => {
+  const s = await scene(t)
+  const perHour = s.config.commands.perHour
+  const flood = 25
+  t.ok(flood > perHour && flood > 20, 'more forgeries than the allowance and the refusal cap')
+  for (let i = 0; i < flood; i++) await mail(t, s, `cmd@${DOMAIN}`, `偽の配信${i}`, COMMAND)
+
+  await mail(t, s, s.commandAddress, '不審者情報', COMMAND)
+  const [notice, preview, ...more] = await inbox(s.simulators, TEACHER)
+  t.match(notice?.subject, /配信命令用アドレスか暗証番号が必要です/, 'one notice for the whole flood')
+  t.match(preview?.subject, /^\[配信確認 #1\] 不審者情報$/, 'the real command is previewed')
+  t.equal(more.length, 0)
+
+  await mail(t, s, s.commandAddress, 'Re: [配信確認 #1] 不審者情報', codeOf(preview as ParsedMail))
+  t.match((await nextMail(s, TEACHER, 3)).subject, /^\[配信開始 #1\]/)
+  await waitFor(() => s.appliance.book.list()[0]?.status === 'done')
+  t.equal(await parentsReached(s), PARENTS.length, 'the alert reached the class')
+
+  const refused = auditEvents(s.appliance.store, { action: 'command.refused' })
+  const dropped = refused.filter((e) => e.detail?.dropped === true)
+  t.equal(refused.length - dropped.length, 20, 'refusals audited one by one up to the cap')
+  t.match(dropped, [{ detail: { reason: 'missing-secret', cap: 'sender', limit: 20 } }],
+    'then the flood is recorded once, and the rest dropped unanswered')
+})
+
 t.test('a group outside the sender\'s role is refused before any preview', async (t) => {
   const s = await scene(t)
   await mail(t, s, s.commandAddress, '連絡', '宛先: 2年1組\n\n明日は遠足です。')
@@ -236,14 +302,24 @@ t.test('a grammar error and an unknown group are named with their line', async (
   await nothingSent(t, s)
 })
 
-t.test('a PIN line lets a teacher write to plain cmd@; a wrong PIN does not', async (t) => {
+t.test('a PIN line lets a teacher write to plain cmd@, and confirm there with the PIN again', async (t) => {
   const s = await scene(t, {}, '481516')
-  await mail(t, s, `cmd@${DOMAIN}`, '連絡', `暗証番号: 000000\n${COMMAND}`)
+  const plain = `cmd@${DOMAIN}`
+  await mail(t, s, plain, '連絡', `暗証番号: 000000\n${COMMAND}`)
   t.match((await nextMail(s, TEACHER, 1)).subject, /受け付けできません/)
-  await mail(t, s, `cmd@${DOMAIN}`, '連絡', `暗証番号: ４８１５１６\n${COMMAND}`)
+  await mail(t, s, plain, '連絡', `暗証番号: ４８１５１６\n${COMMAND}`)
   const preview = await nextMail(s, TEACHER, 2)
   t.match(preview.subject, /^\[配信確認 #1\]/)
-  t.equal(preview.replyTo?.value[0]?.address, `cmd@${DOMAIN}`)
+  t.equal(preview.replyTo?.value[0]?.address, plain)
+  t.match(preview.text, /返信にも「暗証番号: 1234」の行/, 'the preview asks for the PIN in the reply')
+
+  const code = codeOf(preview)
+  await mail(t, s, plain, 'Re: [配信確認 #1] 連絡', code)
+  t.equal(s.appliance.store.mailCommands.get(1).state, 'pending', 'a code without the PIN is not taken')
+  await mail(t, s, plain, 'Re: [配信確認 #1] 連絡', `暗証番号: 481516\n${code}`)
+  t.match((await nextMail(s, TEACHER, 3)).subject, /^\[配信開始 #1\]/)
+  await waitFor(() => s.appliance.book.list()[0]?.status === 'done')
+  t.equal(await parentsReached(s), PARENTS.length)
 })
 
 t.test('auto-replies and null senders get no answer at all', async (t) => {

@@ -1,5 +1,5 @@
 // The stored state of mail-in commands, with an injected clock: codes used once, wrong codes
-// counted, expiry, and the hourly counters of the command address.
+// counted, expiry, and the hourly counters of the command address (the allowance, refusals, PINs).
 
 import t, { type Test } from 'tap'
 import { openStore } from '../../../appliance/store/store.js'
@@ -74,4 +74,23 @@ t.test('the hourly allowance and the once-an-hour notice', async (t) => {
   t.notOk(limits.mayReply('k', 'notice'), 'still within the hour')
   clock.now += 1
   t.ok(limits.mayReply('k', 'notice'))
+})
+
+t.test('refused mail is counted apart from the allowance, per sender and for everyone', async (t) => {
+  const { limits, clock } = setup(t)
+  const caps = { perSender: 2, overall: 3, pinTries: 2 }
+  t.equal(limits.refusal('forged', caps), undefined)
+  t.equal(limits.refusal('forged', caps), undefined)
+  t.equal(limits.refusal('forged', caps), 'sender', 'past its own cap')
+  t.equal(limits.used('forged'), 0, 'the allowance of the real sender is untouched')
+  t.equal(limits.refusal('b', caps), undefined, 'a mail over its sender cap did not count for everyone')
+  t.equal(limits.refusal('c', caps), 'overall', 'past the cap of all senders together')
+  clock.now += HOUR
+  t.equal(limits.refusal('c', caps), undefined, 'a new hour starts afresh')
+
+  t.notOk(limits.pinLocked('k', caps))
+  limits.wrongPin('k')
+  limits.wrongPin('k')
+  t.ok(limits.pinLocked('k', caps), 'wrong PINs lock the PIN of that address for the hour')
+  t.notOk(limits.pinLocked('other', caps))
 })
