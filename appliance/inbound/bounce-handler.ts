@@ -42,7 +42,8 @@ export async function handleBounce (appliance: Appliance, mail: InboundMail): Pr
     return
   }
 
-  const reported = pickRecipient(appliance, context, report.recipients)
+  const ours = appliance.directory.contact(context.subscriber).a
+  const reported = pickRecipient(ours, report.recipients)
   const facts: BounceFacts = {
     verdict: reported.verdict,
     reason: reported.reason,
@@ -83,17 +84,32 @@ function complaint (
 }
 
 /**
- * The entry that speaks of our recipient: the one naming its address when the report names
- * addresses, else the worst verdict reported. A bounce that names no one counts as soft.
+ * The entry that speaks of our recipient. The return path's token names the recipient; the
+ * report may name several addresses (a list of failures, a forward, an alias), and only an
+ * entry naming the recipient's own address can say that address is dead:
+ *   1. the entries naming our address: the worst of them;
+ *   2. else the entries naming no address (they can only be about the message the token names);
+ *   3. else every entry names another mailbox: our message came back, but our mailbox was
+ *      reached (it forwarded, or the report mixes up recipients), so the worst of them counts
+ *      as a soft bounce and never suppresses our address at once.
+ * A bounce that names no one at all counts as soft.
  */
-function pickRecipient (
-  appliance: Appliance, context: RecipientContext, recipients: ReportedRecipient[]
-): ReportedRecipient {
-  const ours = lookupKey(parseAddress(appliance.directory.contact(context.subscriber).a))
-  const named = recipients.filter((r) => keyOf(r.address) === ours)
-  const candidates = named.length > 0 ? named : recipients
-  const worst = [...candidates].sort((a, b) => RANK[b.verdict] - RANK[a.verdict])[0]
-  return worst ?? { verdict: 'soft', reason: 'other' }
+export function pickRecipient (ourAddress: string, recipients: ReportedRecipient[]): ReportedRecipient {
+  const ours = keyOf(ourAddress)
+  const named = recipients.filter((r) => ours !== undefined && keyOf(r.address) === ours)
+  if (named.length > 0) return worst(named)
+  const unnamed = recipients.filter((r) => keyOf(r.address) === undefined)
+  if (unnamed.length > 0) return worst(unnamed)
+  if (recipients.length === 0) return { verdict: 'soft', reason: 'other' }
+  const other = worst(recipients)
+  if (other.verdict !== 'hard') return other
+  // the reason goes with the verdict: the policy suppresses at once on user-unknown whatever
+  // the verdict, and that mailbox is not ours
+  return { ...other, verdict: 'soft', reason: 'other' }
+}
+
+function worst (recipients: ReportedRecipient[]): ReportedRecipient {
+  return [...recipients].sort((a, b) => RANK[b.verdict] - RANK[a.verdict])[0] as ReportedRecipient
 }
 
 function keyOf (address: string | undefined): string | undefined {

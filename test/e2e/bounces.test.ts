@@ -6,7 +6,7 @@ import { sendMessage } from '../smtp-session.js'
 import type { Appliance } from '../../appliance/appliance.js'
 import type { LedgerRow } from '../../appliance/ledger.js'
 import { parseAddress, lookupKey } from '../../appliance/address.js'
-import { handleBounce } from '../../appliance/inbound/bounce-handler.js'
+import { handleBounce, pickRecipient } from '../../appliance/inbound/bounce-handler.js'
 import { decodeMail } from '../../appliance/inbound/mail-decoding.js'
 import type { InboundMail } from '../../appliance/inbound/inbox.js'
 
@@ -31,6 +31,24 @@ function rowOf (appliance: Appliance, broadcastId: number, subscriberId: number)
     if ((value as LedgerRow).s === subscriberId) return value as LedgerRow
   }
   return undefined
+}
+
+/** A Postfix-style DSN with one delivery-status block per [address, status, server reply]. */
+function dsn (blocks: Array<[string, string, string]>): Buffer {
+  const fields = blocks.map(([address, status, said]) => [
+    `Final-Recipient: rfc822; ${address}`, 'Action: failed', `Status: ${status}`,
+    'Remote-MTA: dns; mx.example.net', `Diagnostic-Code: smtp; ${said}`, ''
+  ].join('\r\n'))
+  return Buffer.from([
+    'From: MAILER-DAEMON@mx.example.net (Mail Delivery System)', 'To: bounce@mimamori.example.jp',
+    'Subject: Undelivered Mail Returned to Sender', 'Auto-Submitted: auto-replied', 'MIME-Version: 1.0',
+    'Content-Type: multipart/report; report-type=delivery-status; boundary="DSN"', '',
+    '--DSN', 'Content-Type: text/plain; charset=us-ascii', '',
+    'This is the mail system at host mx.example.net.', '',
+    "I'm sorry to have to inform you that your message could not be delivered.", '',
+    '--DSN', 'Content-Type: message/delivery-status', '',
+    'Reporting-MTA: dns; mx.example.net', '', ...fields, '--DSN--', ''
+  ].join('\r\n'))
 }
 
 const suppressed = (appliance: Appliance, address: string): boolean =>
@@ -124,4 +142,44 @@ t.test('an auto-reply to the return path changes nothing', async (t) => {
   t.equal(rowOf(appliance, sent.broadcastId, papa)?.b, undefined, 'the ledger row is not marked')
   t.equal(appliance.store.bounces.getKeysCount(), 0)
   t.equal(appliance.directory.subscriber(papa)?.left, undefined)
+})
+
+t.test('a DSN naming several recipients is read for ours, whatever the others say', async (t) => {
+  const { appliance, city, simulators } = await startAppliance(t, { inbound: true })
+  const school = city.schools[0] as string
+  const mama = subscribe(appliance, school, 'mama@au.com')
+  const sent = await deliver(appliance, simulators, school)
+  await bounce(t, appliance, sent.byAddress.get('mama@au.com')?.returnPath ?? '', dsn([
+    ['gone@example.net', '5.1.1', '550 5.1.1 <gone@example.net>: User unknown'],
+    ['Mama@AU.com', '5.2.2', '552 5.2.2 Mailbox full']
+  ]))
+  t.match(rowOf(appliance, sent.broadcastId, mama)?.b, { v: 'soft', r: 'mailbox-full' }, 'our row gets our verdict')
+  t.notOk(suppressed(appliance, 'mama@au.com'), "another's unknown user does not suppress ours")
+})
+
+t.test('a DSN that names only another mailbox (a forward) is a soft bounce, never a dead address', async (t) => {
+  const { appliance, city, simulators } = await startAppliance(t, { inbound: true })
+  const school = city.schools[0] as string
+  const papa = subscribe(appliance, school, 'papa@docomo.ne.jp')
+  const sent = await deliver(appliance, simulators, school)
+  await bounce(t, appliance, sent.byAddress.get('papa@docomo.ne.jp')?.returnPath ?? '', dsn([
+    ['papa.old@example.net', '5.1.1', '550 5.1.1 <papa.old@example.net>: User unknown']
+  ]))
+  t.match(rowOf(appliance, sent.broadcastId, papa)?.b, { v: 'soft', r: 'other' })
+  t.notOk(suppressed(appliance, 'papa@docomo.ne.jp'), 'the address that was reached stays')
+  const next = await deliver(appliance, simulators, school, '二通目')
+  t.equal(next.total, 1, 'they stay a recipient')
+})
+
+t.test('the entry for our recipient: its own address, else one naming nobody, else another counted soft', async (t) => {
+  const ours = '"taro..yamada."@docomo.ne.jp'
+  const hardOther = { address: 'x@example.net', verdict: 'hard' as const, reason: 'user-unknown' as const }
+  const softOurs = { address: 'Taro..Yamada.@DOCOMO.ne.jp', verdict: 'soft' as const, reason: 'mailbox-full' as const }
+  const hardOurs = { address: 'taro..yamada.@docomo.ne.jp', verdict: 'hard' as const, reason: 'user-unknown' as const }
+  const unnamed = { verdict: 'soft' as const, reason: 'expired' as const }
+  t.equal(pickRecipient(ours, [hardOther, softOurs]), softOurs, 'the legacy address matches unquoted, in any case')
+  t.equal(pickRecipient(ours, [softOurs, hardOurs]), hardOurs, 'the worst of ours')
+  t.equal(pickRecipient(ours, [hardOther, unnamed]), unnamed, 'an entry naming nobody before another address')
+  t.match(pickRecipient(ours, [hardOther]), { verdict: 'soft', reason: 'other', address: 'x@example.net' })
+  t.same(pickRecipient(ours, []), { verdict: 'soft', reason: 'other' })
 })
