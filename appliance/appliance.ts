@@ -25,6 +25,8 @@ import { Outbox } from './outbox.js'
 import { Inbox } from './inbound/inbox.js'
 import { InboundServer } from './inbound/inbound-server.js'
 import { registerInboundHandlers } from './inbound/handlers.js'
+import { HazardDesk } from './feeds/hazard-desk.js'
+import { seedRules } from './feeds/alert-rules.js'
 
 export interface BroadcastReport {
   id: number
@@ -45,6 +47,8 @@ export interface BroadcastReport {
 export class Appliance {
   http?: FastifyInstance
   inboundServer?: InboundServer
+  /** where hazard events from the feeds and the CAP endpoint become alerts (feeds/) */
+  hazards!: HazardDesk
 
   private constructor (
     readonly config: Config,
@@ -82,9 +86,11 @@ export class Appliance {
     const inbound = new Inbox({ store, mailDomain: config.mailDomain, log: log.child({ component: 'inbound' }) })
     appliance = new Appliance(config, log, store, vault, directory, routes, book, pool, dispatcher, outbox, inbound)
     registerInboundHandlers(appliance)
+    appliance.hazards = hazardDesk(appliance)
     outbox.start()
     inbound.start()
     const resumed = dispatcher.resumeUnfinished()
+    appliance.hazards.start()
     log.info({ dataDir: config.dataDir, created, resumed, routes: routes.targets.map((t) => t.name) },
       'appliance opened')
     return appliance
@@ -228,12 +234,25 @@ export class Appliance {
     await this.inboundServer?.close()
     await this.http?.close()
     await this.inbound.stop()
+    this.hazards.stop()
     await this.dispatcher.stop()
     await this.outbox.stop()
     await this.pool.destroy()
     await this.store.close()
     this.log.info('appliance closed')
   }
+}
+
+function hazardDesk (appliance: Appliance): HazardDesk {
+  seedRules(appliance.store, appliance.config)
+  return new HazardDesk({
+    store: appliance.store,
+    config: appliance.config,
+    directory: appliance.directory,
+    log: appliance.log.child({ component: 'hazards' }),
+    submit: (input) => appliance.submit(input),
+    findBroadcast: (createdBy) => appliance.book.list(undefined, 1000).find((b) => b.createdBy === createdBy)
+  })
 }
 
 // The appliance's own mails (sign-up links, confirmations) go out in the city's name when no

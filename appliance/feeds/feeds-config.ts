@@ -12,8 +12,10 @@ const Feed = Type.Object({
   everySeconds: Type.Integer({ minimum: 0, maximum: 86400, default: 60 })
 }, { additionalProperties: false })
 
-const Kind = Type.Union(['weather-warning', 'landslide', 'earthquake', 'eew', 'tsunami', 'other']
-  .map((k) => Type.Literal(k)))
+const Kind = Type.Union([
+  Type.Literal('weather-warning'), Type.Literal('landslide'), Type.Literal('earthquake'),
+  Type.Literal('eew'), Type.Literal('tsunami'), Type.Literal('other')
+])
 
 const Targets = Type.Object({
   organisations: Type.Optional(Type.Array(Type.String({ maxLength: 40 }), { maxItems: 500 })),
