@@ -53,7 +53,7 @@ function authenticate (appliance: Appliance, request: FastifyRequest): ApiToken 
   return token
 }
 
-function requireScope (request: FastifyRequest, scope: Scope): ApiToken {
+export function requireScope (request: FastifyRequest, scope: Scope): ApiToken {
   const token = request.apiToken
   if (token === undefined) throw new MimamoriError('MIMAMORI_UNAUTHORIZED')
   if (!hasScope(token, scope)) throw new MimamoriError('MIMAMORI_FORBIDDEN', `the token lacks the scope ${scope}`)
@@ -61,7 +61,7 @@ function requireScope (request: FastifyRequest, scope: Scope): ApiToken {
 }
 
 /** A token bound to an organisation reaches that organisation and those below it only. */
-function requireOrganisation (appliance: Appliance, token: ApiToken, organisationId: string): void {
+export function requireOrganisation (appliance: Appliance, token: ApiToken, organisationId: string): void {
   appliance.directory.organisation(organisationId)
   if (token.organisationId === undefined) return
   if (!appliance.directory.organisationSubtree(token.organisationId).includes(organisationId)) {
