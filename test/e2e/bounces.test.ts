@@ -183,3 +183,15 @@ t.test('the entry for our recipient: its own address, else one naming nobody, el
   t.match(pickRecipient(ours, [hardOther]), { verdict: 'soft', reason: 'other', address: 'x@example.net' })
   t.same(pickRecipient(ours, []), { verdict: 'soft', reason: 'other' })
 })
+
+t.test('a global (RFC 6533) DSN for an unknown user suppresses the address like a classic one', async (t) => {
+  const { appliance, city, simulators } = await startAppliance(t, { inbound: true })
+  const school = city.schools[0] as string
+  const address = 'hanako.yamada@mail.example.ne.jp' // written/global-dsn-01.eml, made for this project
+  const hanako = subscribe(appliance, school, address)
+  const sent = await deliver(appliance, simulators, school)
+  const raw = readFileSync(new URL('../fixtures/bounces/written/global-dsn-01.eml', import.meta.url), 'utf8')
+  await bounce(t, appliance, sent.byAddress.get(address)?.returnPath ?? '', Buffer.from(raw.replace(/\r?\n/g, '\r\n')))
+  t.match(rowOf(appliance, sent.broadcastId, hanako)?.b, { v: 'hard', r: 'user-unknown' })
+  t.ok(suppressed(appliance, address))
+})

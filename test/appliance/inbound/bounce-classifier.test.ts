@@ -1,5 +1,5 @@
 import t from 'tap'
-import { readFileSync } from 'node:fs'
+import { readFileSync, readdirSync } from 'node:fs'
 import { classifyBounce, type BounceReport } from '../../../appliance/inbound/bounce-classifier.js'
 import type { BounceReason } from '../../../appliance/inbound/bounce-patterns.js'
 
@@ -169,4 +169,110 @@ t.test('an ordinary mail to the return path is no bounce, whatever its words', a
   ].join('\r\n'))
   const report = await classifyBounce(raw)
   t.equal(report.kind, 'other')
+})
+
+t.test('a message/global-delivery-status report (RFC 6533) is read like the classic one, UTF-8 and all', async (t) => {
+  // written for this project (MANIFEST.md, last section): a Japanese ISP's Postfix answering in UTF-8
+  const report = await classifyBounce(readFileSync(new URL('written/global-dsn-01.eml', FIXTURES)))
+  t.equal(report.kind, 'bounce')
+  t.equal(report.recipients.length, 1)
+  t.match(report.recipients[0], {
+    address: 'hanako.yamada@mail.example.ne.jp', verdict: 'hard', reason: 'user-unknown', status: '5.1.1', replyCode: 550
+  })
+  t.match(report.recipients[0]?.diagnostic, /User unknown in virtual mailbox table \(宛先不明\)$/,
+    'the diagnostic comes from the global report, its UTF-8 read as UTF-8')
+})
+
+// ---- a seeded fuzz: the classifier is total -------------------------------------------------
+
+/** mulberry32: a small seeded generator, so a failing input can be made again from its seed. */
+function random (seed: number): () => number {
+  let a = seed
+  return () => {
+    a = (a + 0x6d2b79f5) | 0
+    let x = Math.imul(a ^ (a >>> 15), 1 | a)
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const TYPES = ['text/plain', 'text/html', 'message/delivery-status', 'message/global-delivery-status',
+  'message/feedback-report', 'message/rfc822', 'message/global-headers', 'text/rfc822-headers',
+  'application/octet-stream', 'multipart/report', 'multipart/mixed', 'multipart/alternative']
+const CHARSETS = ['utf-8', 'iso-2022-jp', 'shift_jis', 'windows-31j', 'euc-jp', 'utf-7', 'x-unknown', '', '"']
+const ENCODINGS = ['7bit', '8bit', 'base64', 'quoted-printable', 'binary', 'x-uuencode']
+const FIELDS = ['Final-Recipient: rfc822; ', 'Original-Recipient: utf-8; ', 'Action: ', 'Status: ',
+  'Diagnostic-Code: smtp; ', 'Feedback-Type: ', 'X-Failed-Recipients: ', 'Subject: ', 'From: MAILER-DAEMON@',
+  'Auto-Submitted: ', 'Content-Type: message/delivery-status', '{"notificationType":"Bounce","bounce":']
+const WORDS = ['550', '5.1.1', '4.2.2', 'user unknown', 'mailbox full', 'failed', 'delayed', 'delivered',
+  'taro..yamada.@docomo.ne.jp', '"a b"@au.com', '@@', ';', '\x1b$B', '受信拒否', '宛先不明', '=?UTF-8?B?5a6b?=', '\0']
+
+function pick<T> (next: () => number, list: readonly T[]): T {
+  return list[Math.floor(next() * list.length)] as T
+}
+
+function randomBytes (next: () => number, max: number): Buffer {
+  return Buffer.from(Array.from({ length: Math.floor(next() * max) }, () => Math.floor(next() * 256)))
+}
+
+function randomText (next: () => number, lines: number): string {
+  return Array.from({ length: lines }, () =>
+    next() < 0.5 ? `${pick(next, FIELDS)}${pick(next, WORDS)} ${pick(next, WORDS)}` : pick(next, WORDS)).join('\r\n')
+}
+
+/** A mail of random MIME structure: nested parts, any type, charset and encoding, cut boundaries. */
+function randomMime (next: () => number, depth = 0): string {
+  const type = pick(next, TYPES)
+  const head = [`Content-Type: ${type}; charset=${pick(next, CHARSETS)}; boundary="b${depth}"`,
+    `Content-Transfer-Encoding: ${pick(next, ENCODINGS)}`]
+  if (!type.startsWith('multipart/') || depth > 4) {
+    return [...head, '', next() < 0.2 ? randomBytes(next, 300).toString('latin1') : randomText(next, 1 + Math.floor(next() * 12))].join('\r\n')
+  }
+  const parts = Array.from({ length: Math.floor(next() * 4) }, () => `--b${depth}\r\n${randomMime(next, depth + 1)}`)
+  const close = next() < 0.7 ? [`--b${depth}--`] : []
+  return [...head, '', ...parts, ...close].join('\r\n')
+}
+
+function realBounces (): Buffer[] {
+  return ['bsd', 'dos', 'mac', 'not', 'written'].flatMap((dir) =>
+    readdirSync(new URL(`${dir}/`, FIXTURES)).map((name) => readFileSync(new URL(`${dir}/${name}`, FIXTURES))))
+}
+
+t.test('the classifier never throws: seeded random input of every kind always gets a verdict', async (t) => {
+  const next = random(20250610)
+  const real = realBounces()
+  const kinds = ['a truncated real bounce', 'a real bounce with bytes flipped', 'random bytes', 'random MIME']
+  const counts: Record<string, number> = {}
+  const bad: string[] = []
+  for (let i = 0; i < 400; i++) {
+    const kind = kinds[i % kinds.length] as string
+    let raw: Buffer
+    if (kind === 'random bytes') {
+      raw = randomBytes(next, 4096)
+    } else if (kind === 'random MIME') {
+      const top = `From: ${pick(next, WORDS)}\r\nSubject: ${pick(next, WORDS)}\r\nMIME-Version: 1.0\r\n`
+      raw = Buffer.from(top + randomMime(next), 'latin1')
+    } else {
+      const source = pick(next, real)
+      raw = Buffer.from(source.subarray(0, Math.floor(next() * source.length)))
+      if (kind !== 'a truncated real bounce') {
+        for (let n = 0; n < 20; n++) raw[Math.floor(next() * raw.length)] = Math.floor(next() * 256)
+      }
+    }
+    let report: BounceReport
+    try {
+      report = await classifyBounce(raw)
+    } catch (err) {
+      bad.push(`input ${i} (${kind}) threw ${String(err)}`)
+      continue
+    }
+    const ok = ['bounce', 'feedback', 'delivered', 'vacation', 'other'].includes(report.kind) &&
+      Array.isArray(report.recipients) &&
+      report.recipients.every((r) => ['hard', 'soft', 'none'].includes(r.verdict) && typeof r.reason === 'string')
+    if (!ok) bad.push(`input ${i} (${kind}) gave ${JSON.stringify(report).slice(0, 200)}`)
+    counts[report.kind] = (counts[report.kind] ?? 0) + 1
+  }
+  t.same(bad, [], 'each of the 400 inputs got a verdict')
+  t.comment(JSON.stringify(counts))
+  t.ok((counts.bounce ?? 0) > 0 && (counts.other ?? 0) > 0, 'the inputs reached both bounce and non-bounce verdicts')
 })
