@@ -9,6 +9,7 @@ import { findToken, hasScope, type ApiToken, type Scope } from '../../appliance/
 import { MimamoriError } from '../../appliance/errors.js'
 import type { Broadcast } from '../../appliance/broadcasts.js'
 import { domainFilteredMembers, organisationReplies } from '../../appliance/organisation-attention.js'
+import { alertRoutes } from './alert-routes.js'
 
 const Targets = Type.Object({
   groups: Type.Optional(Type.Array(Type.String({ maxLength: 100 }), { maxItems: 500 })),
@@ -42,6 +43,7 @@ export function apiRoutes (appliance: Appliance): FastifyPluginAsync {
     broadcastRoutes(app, appliance)
     memberRoutes(app, appliance)
     attentionRoutes(app, appliance)
+    alertRoutes(app, appliance)
   }
 }
 

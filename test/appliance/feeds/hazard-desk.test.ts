@@ -27,7 +27,10 @@ function event (fields: Partial<HazardEvent> & Pick<HazardEvent, 'kind' | 'areas
   }
 }
 
-function rain (label: string, level: number, change: HazardArea['change'] = 'new', area = MATSUYAMA): HazardArea {
+function rain (
+  label: string, level: number, change: HazardArea['change'] = 'new',
+  area: Pick<HazardArea, 'table' | 'code' | 'name'> = MATSUYAMA
+): HazardArea {
   return { ...area, label, level, change }
 }
 
