@@ -14,7 +14,7 @@ export const UNLABELLED = 'x-mimamori-unlabelled'
 // Every name mail programs use for ISO-2022-JP and its Microsoft variants.
 const ISO_2022_JP = /^(?:iso-?2022-?jp(?:-[123]|-ext)?|csiso2022jp2?|(?:x-)?cp5022[012]|(?:x-)?jis7?|x-windows-5022[01])$/
 // Shift_JIS, Windows-31J and their aliases: all read as CP932, its superset.
-const SHIFT_JIS = /^(?:shift[-_]?jis(?:x0213)?|x-shift[-_]jis|s-?jis|x-sjis|ms[-_]?kanji|csshiftjis|windows-31j|(?:x-ms-|windows-|ms|ibm-?)?cp932|ms932|windows-932|932)$/
+const SHIFT_JIS = /^(?:shift[-_]?jis(?:x0213)?|x-shift[-_]jis|s-?jis|x-sjis|ms[-_]?kanji|csshiftjis|cswindows31j|windows-31j|(?:x-ms-|windows-|ms|ibm-?)?cp932|ms932|windows-932|932)$/
 const EUC_JP = /^(?:euc-?jp|x-euc-?jp|cseucpkdfmtjapanese|(?:x-)?cp51932|eucjp-?ms|eucjp-?win)$/
 const UTF_8 = /^(?:utf-?8|unicode-1-1-utf-8|us-ascii|ascii|ansi_x3\.4-1968|7bit|8bit)$/
 // Names that are transfer encodings or a way to smuggle markup (UTF-7), never read as charsets.

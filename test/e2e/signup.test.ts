@@ -118,3 +118,32 @@ t.test('mail that must not be answered gets no link: null sender, auto-submitted
   await appliance.outbox.idle()
   t.equal((await mailsTo(simulators, 'a5@docomo.ne.jp')).length, 1, 'a person gets a link')
 })
+
+t.test('a legacy quoted carrier address signs up through SMTP, and its link goes back to it quoted', async (t) => {
+  const h = await startSignup(t)
+  const { appliance, app, simulators } = h
+  const legacy = '"taro..yamada."@docomo.ne.jp'
+  const sent = await sendMessage(t, h.port, {
+    from: legacy, to: ['"entry+higashi-es"@mimamori.example.jp'], data: entryMail(legacy)
+  })
+  t.match(sent.mailFrom, /^250/, 'MAIL FROM takes the quoted legacy address')
+  t.match(sent.rcptTo[0], /^250/, 'RCPT TO takes our address with its local part quoted')
+  t.match(sent.data, /^250/)
+  await appliance.inbound.idle()
+  await appliance.outbox.idle()
+
+  const out = simulators.docomo?.received ?? []
+  t.same(out.map((m) => m.rcptTo), [[legacy]], 'the link went out over the docomo route, to the quoted address')
+  const [linkMail] = await mailsTo(simulators, legacy)
+  const path = linkPath(linkMail as NonNullable<typeof linkMail>)
+  const page = await app.inject({ method: 'GET', url: path })
+  t.equal(page.statusCode, 200)
+  t.match(page.body, 'ta***@docomo.ne.jp', 'the page names the address, masked')
+  t.match(page.body, '松山市立東小学校', 'the code in the address chose the school')
+
+  const done = await postForm(app, path, [['org', 'higashi-es'], ['language', 'ja'], ['consentVersion', shownVersion(page.body)]])
+  t.equal(done.statusCode, 200, done.body.slice(0, 300))
+  const subscriber = appliance.directory.findSubscriber(parseAddress('taro..yamada.@docomo.ne.jp'))
+  t.equal(subscriber?.status, 'active', 'the legacy address is a subscriber')
+  t.equal(appliance.directory.contact(subscriber as NonNullable<typeof subscriber>).a, legacy, 'kept in its quoted SMTP form')
+})

@@ -274,6 +274,36 @@ t.test('ISO-2022-JP with NEC and IBM extension characters (CP50220) reads them',
   t.equal(result.text, '①㈱髙')
 })
 
+t.test('CP50220 ISO-2022-JP reads ㍉ with ① and ㈱, under each label phones use', async (t) => {
+  // NEC row 13 in JIS: ㍉ 2D40, ① 2D21, ㈱ 2D6A; then ASCII and plain kanji on the same line
+  const jis = Buffer.concat([Buffer.from('1b24422d402d212d6a1b284220', 'hex'),
+    Buffer.from('\x1b$B%a!<%H%k\x1b(B 10\x1b$B%_%j\x1b(B', 'latin1')])
+  const expected = '㍉①㈱ メートル 10ミリ'
+  for (const label of ['ISO-2022-JP', 'CP50220', 'x-cp50221', 'csISO2022JP']) {
+    const raw = compose([
+      'From: bousai@city.example.jp', `Subject: =?${label}?B?${jis.toString('base64')}?=`,
+      `Content-Type: text/plain; charset=${label}`
+    ], jis)
+    const result = await decodeMail(raw)
+    t.equal(result.subject, expected, `${label}: subject`)
+    t.equal(result.text, expected, `${label}: body`)
+  }
+})
+
+t.test('Shift_JIS reads right under windows-31j, x-sjis, ms_kanji and csWindows31J', async (t) => {
+  const text = '①㈱㍉ 髙橋 ﾃｽﾄ 不審者情報'
+  const sjis = iconv.encode(text, 'cp932')
+  for (const label of ['windows-31j', 'x-sjis', 'ms_kanji', 'csWindows31J', 'MS_Kanji', 'Windows-31J']) {
+    const raw = compose([
+      'From: sensei@docomo.ne.jp', `Subject: =?${label}?B?${sjis.toString('base64')}?=`,
+      `Content-Type: text/plain; charset="${label}"`, 'Content-Transfer-Encoding: 8bit'
+    ], sjis)
+    const result = await decodeMail(raw)
+    t.equal(result.subject, text, `${label}: subject`)
+    t.equal(result.text, text, `${label}: body`)
+  }
+})
+
 t.test('an ISO-2022-JP line that ends without its reset adds nothing before CRLF', async (t) => {
   const raw = compose(['Subject: x', 'Content-Type: text/plain; charset=ISO-2022-JP'],
     '\x1b$B%F%9%H\r\n\x1b$BK\\J8\x1b(B\r\nok\r\n')
