@@ -2,6 +2,7 @@
 // MIMAMORI_* environment overrides, checked at start; unknown keys are refused.
 
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { resolve, dirname } from 'node:path'
 import { Type, type Static, type TSchema, Kind } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
@@ -10,6 +11,7 @@ import { parse as parseToml } from 'smol-toml'
 import { parseAddress, AddressError } from './address.js'
 import { MimamoriError } from './errors.js'
 import { FeedsConfigSchema } from './feeds/feeds-config.js'
+import { LEVELS, levelOf } from './feeds/hazard-event.js'
 
 const Port = Type.Integer({ minimum: 0, maximum: 65535 })
 
@@ -33,6 +35,8 @@ export const DefaultRouteSchema = Type.Object({
   mode: Type.Union([Type.Literal('smarthost'), Type.Literal('mx')], { default: 'mx' }),
   host: Type.Optional(Type.String({ minLength: 1 })),
   port: Type.Integer({ minimum: 1, maximum: 65535, default: 25 }),
+  // The name servers of the MX look-ups, "IP" or "IP:port" ("[IPv6]:port"); the system's if absent.
+  dnsServers: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, maxItems: 4 })),
   ...RouteLimits
 }, { additionalProperties: false, default: {} })
 
@@ -136,7 +140,13 @@ function readConfigFile (file: string): Record<string, unknown> {
   if (typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new MimamoriError('MIMAMORI_CONFIG_INVALID', `${file} must hold a mapping of settings`)
   }
-  return parsed as Record<string, unknown>
+  return withoutEmptySections(parsed as Record<string, unknown>)
+}
+
+// A section whose every line is commented out (`sender:` above only comments, as in the example
+// file) reads as null in YAML: it means "the defaults", not a wrong type.
+function withoutEmptySections (raw: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(raw).filter(([, value]) => value !== null))
 }
 
 /** Checks a plain object against the schema, fills defaults, and explains every problem. */
@@ -153,7 +163,21 @@ export function checkConfig (input: unknown): Config {
   checkRoutes(config)
   checkSender(config)
   checkTimeZone(config.timeZone)
+  checkAlertRules(config)
   return config
+}
+
+function checkAlertRules (config: Config): void {
+  const ids = new Set<string>()
+  for (const rule of config.feeds.rules) {
+    if (ids.has(rule.id)) throw new MimamoriError('MIMAMORI_CONFIG_INVALID', `feeds.rules: id "${rule.id}" is used twice`)
+    ids.add(rule.id)
+    if (levelOf(rule.kind, rule.minLevel) === undefined) {
+      const known = Object.keys(LEVELS[rule.kind]).join(', ')
+      throw new MimamoriError('MIMAMORI_CONFIG_INVALID',
+        `feeds.rules ${rule.id}: minLevel "${rule.minLevel}" is not a level of ${rule.kind} (${known})`)
+    }
+  }
 }
 
 function checkSender (config: Config): void {
@@ -184,6 +208,23 @@ function checkRoutes (config: Config): void {
   }
   if (config.defaultRoute.mode === 'smarthost' && config.defaultRoute.host === undefined) {
     throw new MimamoriError('MIMAMORI_CONFIG_INVALID', 'defaultRoute: mode smarthost needs a host')
+  }
+  for (const server of config.defaultRoute.dnsServers ?? []) checkDnsServer(server)
+}
+
+// The forms node:dns accepts: 192.0.2.1, 192.0.2.1:5353, 2001:db8::1, [2001:db8::1]:5353. A name
+// is refused: looking up the name server would need a name server.
+function checkDnsServer (server: string): void {
+  const bracketed = /^\[([^\]]+)\]:(\d{1,5})$/.exec(server)
+  const withPort = /^([^:]+):(\d{1,5})$/.exec(server)
+  const [host, port] = bracketed !== null
+    ? [bracketed[1] as string, Number(bracketed[2])]
+    : withPort !== null ? [withPort[1] as string, Number(withPort[2])] : [server, 53]
+  const family = isIP(host)
+  const ok = family !== 0 && port >= 1 && port <= 65535 && (bracketed === null || family === 6)
+  if (!ok) {
+    throw new MimamoriError('MIMAMORI_CONFIG_INVALID',
+      `defaultRoute.dnsServers: "${server}" is not an IP address with an optional port`)
   }
 }
 

@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { InjectOptions } from 'fastify'
 import { startApi, bearer, json, addMember } from './harness.js'
 import type { HazardEvent } from '../../appliance/feeds/hazard-event.js'
 
@@ -27,7 +28,7 @@ t.test('city admins keep the alert rules; schools approve and withdraw their own
   t.equal(put.statusCode, 200)
   t.match(json(put), { id: 'quake-higashi', source: 'staff', mode: 'draft', priority: 'emergency', enabled: true })
 
-  const refusals: Array<[string, Parameters<typeof app.inject>[0], number, string]> = [
+  const refusals: Array<[string, InjectOptions, number, string]> = [
     ['a school token', { method: 'PUT', url: '/api/v1/alert-rules/x', headers: higashi, payload: { ...RULE, id: 'x' } }, 403, 'MIMAMORI_FORBIDDEN'],
     ['an unknown level', { method: 'PUT', url: '/api/v1/alert-rules/x', headers: admin, payload: { ...RULE, id: 'x', minLevel: '震度10' } }, 400, 'MIMAMORI_BAD_REQUEST'],
     ['ids that differ', { method: 'PUT', url: '/api/v1/alert-rules/x', headers: admin, payload: RULE }, 400, 'MIMAMORI_BAD_REQUEST'],
