@@ -51,9 +51,27 @@ export function optOut (appliance: Appliance, context: RecipientContext, channel
   appliance.log.info({ subscriber: subscriber.id, organisation: broadcast.organisationId, channel }, 'opt-out')
 }
 
+/**
+ * Stops all mail to this recipient from every organisation, the city's warnings included, at
+ * once, also for broadcasts already running: what the person chose on the unsubscribe page.
+ * A later sign-up is a fresh consent and undoes it for what it chooses.
+ */
+export function optOutAll (appliance: Appliance, context: RecipientContext, channel: OptOutChannel): void {
+  const { subscriber, broadcast } = context
+  appliance.store.root.transactionSync(() => {
+    appliance.directory.unsubscribeAll(subscriber.id)
+    recordConsent(appliance, {
+      subscriberId: subscriber.id, kind: 'opt-out', scope: 'all', channel, broadcastId: broadcast.id
+    })
+  })
+  appliance.log.info({ subscriber: subscriber.id, scope: 'all', channel }, 'opt-out')
+}
+
 export interface ConsentEvent {
   subscriberId: number
   kind: 'sign-up' | 'change' | 'opt-out'
+  /** an opt-out from every organisation; without it, an event is about `organisationId` */
+  scope?: 'all'
   organisationId?: string
   channel: string
   broadcastId?: number

@@ -1,14 +1,18 @@
 // Runs in the appliance's main thread: the pages a recipient reaches from their own message —
-// unsubscribe (a page, and the RFC 8058 one-click POST) and read confirmation. Phone-sized, no
-// JavaScript; they act on the signed token in the URL, never on an address.
+// unsubscribe (a page, the RFC 8058 one-click POST, and stopping everything) and read
+// confirmation. Phone-sized, no JavaScript; they act on the signed token in the URL, never on
+// an address.
 
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import type { Appliance } from '../appliance/appliance.js'
-import { confirmRead, optOut, recipientOf, type RecipientContext } from '../appliance/recipient-actions.js'
+import {
+  confirmRead, optOut, optOutAll, recipientOf, type RecipientContext
+} from '../appliance/recipient-actions.js'
 import { parseAddress } from '../appliance/address.js'
 import { carrierOf } from '../appliance/carrier-guidance.js'
 import { allowedDomain } from '../appliance/signup.js'
 import { clearDomainAllow } from '../appliance/bounce-policy.js'
+import { inboundAddress } from '../appliance/inbound/local-parts.js'
 import { guidance } from './signup-views.js'
 
 interface TokenParams { token: string }
@@ -27,10 +31,31 @@ export function publicPages (appliance: Appliance): FastifyPluginAsync {
     app.get<{ Params: TokenParams }>('/u/:token', async (request, reply) => {
       const context = recipientOf(appliance, request.params.token)
       if (context === undefined) return await invalid(reply)
+      const org = escapeHtml(context.organisationName)
+      // The second form's action is relative (`<token>/all` from `/u/<token>`), so it holds
+      // behind a reverse proxy that serves the appliance under a path of its own.
       return await page(reply, '配信停止 / Unsubscribe', `
-        <p>${escapeHtml(context.organisationName)} からのメールを停止します。</p>
-        <p class="en">Stop mail from ${escapeHtml(context.organisationName)}.</p>
-        <form method="post"><button type="submit">配信を停止する / Stop</button></form>`)
+        <p>${org} からのメールを停止します。</p>
+        <p class="en">Stop mail from ${org}.</p>
+        <form method="post"><button type="submit">配信を停止する / Stop</button></form>
+        <hr>
+        <p>市・学校・園など、<strong>すべての組織</strong>からのメールを停止することもできます。
+        災害・防災のお知らせも届かなくなります。</p>
+        <p class="en">Or stop all mail from every organisation, disaster warnings included.</p>
+        <form method="post" action="${escapeHtml(request.params.token)}/all">
+        <button type="submit" class="all">すべての配信を停止する / Stop all mail</button></form>`)
+    })
+
+    app.post<{ Params: TokenParams }>('/u/:token/all', async (request, reply) => {
+      const context = recipientOf(appliance, request.params.token)
+      if (context === undefined) return await invalid(reply)
+      optOutAll(appliance, context, 'web')
+      const entry = inboundAddress('signup', appliance.config.mailDomain)
+      return await page(reply, 'すべての配信を停止しました / Unsubscribed from all', `
+        <p>すべての組織からのメールを停止しました。</p>
+        <p class="en">You will receive no more mail from any organisation.</p>
+        <p>また受け取るときは、${escapeHtml(entry)} に空メールを送って登録してください。</p>
+        <p class="en">To receive mail again, send an empty mail to ${escapeHtml(entry)} and sign up.</p>`)
     })
 
     app.post<{ Params: TokenParams }>('/u/:token', async (request, reply) => {
@@ -103,7 +128,8 @@ async function page (reply: FastifyReply, title: string, body: string): Promise<
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeHtml(title)}</title>
 <style>body{font-family:sans-serif;max-width:32rem;margin:1rem auto;padding:0 1rem;line-height:1.6}
-button{font-size:1.1rem;padding:.8rem 1.2rem;width:100%}.en{color:#555;font-size:.9rem}</style>
+button{font-size:1.1rem;padding:.8rem 1.2rem;width:100%}.en{color:#555;font-size:.9rem}
+button.all{background:#fff;border:2px solid #b00;color:#b00}hr{margin:1.5rem 0}</style>
 </head><body><h1>${escapeHtml(title)}</h1>${body}</body></html>`)
 }
 

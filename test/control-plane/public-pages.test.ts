@@ -153,6 +153,54 @@ t.test('an opt-out from one organisation leaves the mail of another organisation
   t.equal(deliveriesTo(simulators, 'oyako@docomo.ne.jp'), 3, 'the first school message, the kindergarten and the city')
 })
 
+t.test('the unsubscribe page also stops everything: no organisation reaches the person after it', async (t) => {
+  const { appliance, app, simulators } = await startApi(t)
+  const parent = addMember(appliance, 'zenbu@docomo.ne.jp', 'higashi-es', { group: '1年/2組' })
+  addMember(appliance, 'zenbu@docomo.ne.jp', 'hoshi-kg', { group: '年長' })
+  const other = addMember(appliance, 'other@au.com', 'hoshi-kg', { group: '年長' })
+  const school = send(appliance, 'higashi-es')
+  await appliance.finished(school.id)
+  const { unsubscribe } = await linksFor(simulators, 'zenbu@docomo.ne.jp')
+
+  const page = await app.inject({ method: 'GET', url: unsubscribe })
+  t.equal(page.statusCode, 200)
+  t.match(page.body, '配信を停止する / Stop', 'leaving this organisation is offered')
+  t.match(page.body, 'すべての配信を停止する / Stop all mail', 'and so is stopping everything')
+  t.match(page.body, '災害・防災のお知らせも届かなくなります', 'saying what that includes')
+  t.notMatch(page.body, /<script/i, 'no JavaScript')
+  const action = /<form method="post" action="([^"]+)">/.exec(page.body)?.[1] ?? ''
+  // where a phone's browser posts the second form: its action resolved against the page's URL
+  const target = new URL(action, `${BASE}${unsubscribe}`)
+  t.equal(target.pathname, `${unsubscribe}/all`)
+  t.equal(consentEvents(appliance).length, 0, 'looking at the page changes nothing')
+
+  const response = await app.inject({
+    method: 'POST', url: target.pathname, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: ''
+  })
+  t.equal(response.statusCode, 200)
+  t.match(response.body, 'すべての組織からのメールを停止しました')
+  t.match(response.body, 'entry@mimamori.example.jp', 'it says how to sign up again')
+  t.equal(appliance.directory.subscriber(parent)?.status, 'unsubscribed')
+  await appliance.store.root.committed
+  const events = consentEvents(appliance)
+  t.equal(events.length, 1, 'one consent event')
+  t.match(events[0], { kind: 'opt-out', scope: 'all', channel: 'web', broadcastId: school.id, subscriberId: parent })
+  t.notOk('organisationId' in (events[0] ?? {}), 'it is about no one organisation')
+
+  const kindergarten = send(appliance, 'hoshi-kg')
+  t.same(await recipientIds(appliance, kindergarten.id), [other], "another organisation's new broadcast leaves them out")
+  t.equal(kindergarten.excluded, 1)
+  const cityWide = send(appliance, 'matsuyama', { topics: ['disaster'] })
+  t.same(await recipientIds(appliance, cityWide.id), [other], "and so does the city's")
+  for (const b of [kindergarten, cityWide]) await appliance.finished(b.id)
+  t.equal(deliveriesTo(simulators, 'zenbu@docomo.ne.jp'), 1, 'nothing reached them after the school message')
+
+  const forged = makeToken(appliance.vault, { broadcastId: school.id, seq: 999 })
+  const refused = await app.inject({ method: 'POST', url: `/u/${forged}/all` })
+  t.equal(refused.statusCode, 404, 'a token of nobody stops nothing')
+  t.equal(consentEvents(appliance).length, 1)
+})
+
 t.test('an opt-out during a running broadcast stops further mail to that address', async (t) => {
   const { appliance, app, city, simulators } = await startApi(t, slowDelivery())
   seedSubscribers(appliance.directory, city, 250, { domains: ['docomo.ne.jp'] })
