@@ -56,7 +56,9 @@ export function optOut (appliance: Appliance, context: RecipientContext, channel
  * once, also for broadcasts already running: what the person chose on the unsubscribe page.
  * A later sign-up is a fresh consent and undoes it for what it chooses.
  */
-export function optOutAll (appliance: Appliance, context: RecipientContext, channel: OptOutChannel): void {
+export function optOutAll (
+  appliance: Appliance, context: RecipientContext, channel: OptOutChannel
+): void {
   const { subscriber, broadcast } = context
   appliance.store.root.transactionSync(() => {
     appliance.directory.unsubscribeAll(subscriber.id)

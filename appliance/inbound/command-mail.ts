@@ -131,7 +131,9 @@ export class CommandMail {
     if (from === undefined) return
     const key = this.host.vault.index(`command-sender:${lookupKey(from)}`)
     const staff = this.staff.byAddress(from)
-    const ctx: Context = { inbound, from, key, authenticated: false, ...(staff === undefined ? {} : { staff }) }
+    const ctx: Context = {
+      inbound, from, key, authenticated: false, ...(staff === undefined ? {} : { staff })
+    }
 
     const claim = { staff, tag: inbound.tag, text: inbound.mail.text, key }
     const failure = await authenticate(this.staff, this.limits, this.refusals, claim)
@@ -187,7 +189,8 @@ export class CommandMail {
     }
     const limit = cap === 'sender' ? this.refusals.perSender : this.refusals.overall
     this.record(ctx, 'command.refused', undefined, { reason, dropped: true, cap, limit })
-    this.#log.warn({ inbound: ctx.inbound.id, reason, cap, limit }, 'mail command flood: further refusals this hour dropped')
+    this.#log.warn({ inbound: ctx.inbound.id, reason, cap, limit },
+      'mail command flood: further refusals this hour dropped')
   }
 
   // -- a new command --------------------------------------------------------------------
