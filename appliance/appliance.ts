@@ -27,6 +27,8 @@ import { InboundServer } from './inbound/inbound-server.js'
 import { registerInboundHandlers } from './inbound/handlers.js'
 import { HazardDesk } from './feeds/hazard-desk.js'
 import { seedRules } from './feeds/alert-rules.js'
+import { Scheduler, scheduleDeps } from './schedules/scheduler.js'
+import { StepMail } from './schedules/step-mail.js'
 
 export interface BroadcastReport {
   id: number
@@ -49,6 +51,9 @@ export class Appliance {
   inboundServer?: InboundServer
   /** where hazard events from the feeds and the CAP endpoint become alerts (feeds/) */
   hazards!: HazardDesk
+  /** scheduled and repeating broadcasts, and step mail by a child's age (schedules/) */
+  scheduler!: Scheduler
+  stepMail!: StepMail
 
   private constructor (
     readonly config: Config,
@@ -65,7 +70,7 @@ export class Appliance {
   ) {}
 
   /** Opens the store, starts the workers and resumes every unfinished broadcast. */
-  static open (config: Config, options: { log?: Logger } = {}): Appliance {
+  static open (config: Config, options: { log?: Logger, now?: () => Date } = {}): Appliance {
     const log = options.log ?? createLogger(config.log.level)
     const { store, vault, created } = openStore(config.dataDir, config.keyFile)
     const directory = new Directory(store, vault)
@@ -91,6 +96,10 @@ export class Appliance {
     inbound.start()
     const resumed = dispatcher.resumeUnfinished()
     appliance.hazards.start()
+    appliance.scheduler = new Scheduler(scheduleDeps(appliance, options.now))
+    appliance.stepMail = new StepMail(scheduleDeps(appliance, options.now))
+    appliance.scheduler.start()
+    appliance.stepMail.start()
     log.info({ dataDir: config.dataDir, created, resumed, routes: routes.targets.map((t) => t.name) },
       'appliance opened')
     return appliance
@@ -130,9 +139,18 @@ export class Appliance {
     return port === undefined ? undefined : `smtp://${this.config.smtp.host}:${port}`
   }
 
-  /** Checks, freezes and starts a broadcast. */
-  submit (input: BroadcastInput): Broadcast {
-    const broadcast = this.book.submit(input)
+  /**
+   * Checks, freezes and starts a broadcast. `claim` runs in the transaction that freezes it: a
+   * sender that must send once (a schedule's run) records the send there, or throws to abort.
+   */
+  submit (input: BroadcastInput, claim?: (broadcast: Broadcast) => void): Broadcast {
+    const broadcast = claim === undefined
+      ? this.book.submit(input)
+      : this.store.root.transactionSync(() => {
+        const frozen = this.book.submit(input)
+        claim(frozen)
+        return frozen
+      })
     this.log.info({
       broadcast: broadcast.id, organisation: broadcast.organisationId, priority: broadcast.priority,
       total: broadcast.total, excluded: broadcast.excluded, createdBy: broadcast.createdBy
@@ -235,6 +253,8 @@ export class Appliance {
     await this.http?.close()
     await this.inbound.stop()
     this.hazards.stop()
+    this.scheduler.stop()
+    this.stepMail.stop()
     await this.dispatcher.stop()
     await this.outbox.stop()
     await this.pool.destroy()

@@ -88,6 +88,14 @@ export const ConfigSchema = Type.Object({
     perHour: Type.Integer({ minimum: 1, maximum: 1000, default: 10 }),
     codeAttempts: Type.Integer({ minimum: 1, maximum: 20, default: 5 })
   }, { additionalProperties: false, default: {} }),
+  schedules: Type.Object({
+    // Runs that fell due while the appliance was down are sent if at most this late, else missed.
+    catchUpMinutes: Type.Integer({ minimum: 0, maximum: 1440, default: 60 })
+  }, { additionalProperties: false, default: {} }),
+  stepMail: Type.Object({
+    hour: Type.Integer({ minimum: 0, maximum: 23, default: 10 }),
+    graceDays: Type.Integer({ minimum: 0, maximum: 31, default: 3 })
+  }, { additionalProperties: false, default: {} }),
   routes: Type.Array(RouteSchema, { default: [] }),
   defaultRoute: DefaultRouteSchema
 }, { additionalProperties: false })
