@@ -13,6 +13,8 @@ export interface RouteTarget {
   messagesPerSecond: number
   recipientsPerSession: number
   connectTimeoutSeconds: number
+  /** MX mode: the name servers of the look-ups, when not the system's */
+  dnsServers?: string[]
 }
 
 interface Matcher { exact?: string, suffix?: string }
@@ -84,5 +86,6 @@ function defaultTarget (route: DefaultRouteConfig): RouteTarget {
     connectTimeoutSeconds: route.connectTimeoutSeconds
   }
   if (route.host !== undefined) target.host = route.host
+  if (route.dnsServers !== undefined) target.dnsServers = [...route.dnsServers]
   return target
 }

@@ -12,9 +12,11 @@ type Sample = [Labels, number]
 
 const ROUTE_COUNTERS: Array<[string, string, (r: RoutePace) => number]> = [
   ['mimamori_route_sent_total', 'Messages accepted by the route\'s gateway.', (r) => r.sent],
-  ['mimamori_route_deferred_total', 'Messages deferred (4xx or connection failure).', (r) => r.deferred],
+  ['mimamori_route_deferred_total', 'Messages deferred (4xx or connection failure).',
+    (r) => r.deferred],
   ['mimamori_route_failed_total', 'Messages refused permanently (5xx).', (r) => r.failed],
-  ['mimamori_route_throttled_total', 'Slow-down answers (421, 4.7.x) from the gateway.', (r) => r.throttles]
+  ['mimamori_route_throttled_total', 'Slow-down answers (421, 4.7.x) from the gateway.',
+    (r) => r.throttles]
 ]
 
 export function healthRoutes (appliance: Appliance): FastifyPluginAsync {
@@ -60,7 +62,9 @@ function ledgerFamilies (lines: string[], m: DispatcherMetrics): void {
     Object.entries(m.finals).map(([state, n]) => [{ state }, n ?? 0]))
 }
 
-function family (lines: string[], name: string, type: 'counter' | 'gauge', help: string, samples: Sample[]): void {
+function family (
+  lines: string[], name: string, type: 'counter' | 'gauge', help: string, samples: Sample[]
+): void {
   lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
   for (const [labels, value] of samples) lines.push(`${name}${labelText(labels)} ${value}`)
 }

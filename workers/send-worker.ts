@@ -4,7 +4,8 @@
 // It reports one outcome per recipient and decides nothing about retries or suppression.
 
 import { workerData } from 'node:worker_threads'
-import { promises as dns } from 'node:dns'
+import { once } from 'node:events'
+import type { Socket } from 'node:net'
 import nodemailer, { type Transporter } from 'nodemailer'
 import { AddressVault } from '../appliance/store/address-vault.js'
 import { makeToken } from '../appliance/recipient-token.js'
@@ -14,7 +15,8 @@ import {
 } from './message-template.js'
 import { DkimSigner } from './dkim-signer.js'
 import { accepted, classifyFailure, type Outcome } from './smtp-outcome.js'
-import { noDelaySocket } from './smtp-socket.js'
+import { neverConnected, noDelaySocket } from './smtp-socket.js'
+import { MxResolver } from './mx-resolver.js'
 
 export interface WorkerSetup {
   masterKey: Uint8Array
@@ -39,7 +41,11 @@ const signer = setup.dkim === undefined ? undefined : new DkimSigner({
 })
 const templates = new Map<number, MessageTemplate>()
 const transports = new Map<string, Transporter>()
-const mxCache = new Map<string, { host: string, until: number }>()
+/** the open sockets of each transport, by the same key */
+const sockets = new Map<string, Set<Socket>>()
+// How long a task's end waits for the connections it closes to go; then they are cut.
+const CLOSE_WAIT_MS = 1000
+const resolvers = new Map<string, MxResolver>()
 
 const activeTasks = new Map<string, number>()
 
@@ -78,13 +84,7 @@ export async function sendSingle (task: SingleSendTask): Promise<Outcome> {
     try {
       const unsigned = renderSingleMessage(task.message)
       const raw = signer === undefined ? unsigned : signer.sign(unsigned)
-      const transport = await transportFor(task.route, task.message.to)
-      const info = await transport.sendMail({
-        envelope: { from: task.envelopeFrom, to: [task.message.to] },
-        raw
-      })
-      if (info.rejected.length > 0) return classifyFailure(0, info.rejectedErrors?.[0])
-      return accepted(0, info.response)
+      return await deliver(task.route, 0, { from: task.envelopeFrom, to: task.message.to }, raw)
     } catch (err) {
       return classifyFailure(0, err)
     }
@@ -100,16 +100,33 @@ async function onRoute<T> (route: RouteTarget, work: () => Promise<T>): Promise<
     activeTasks.set(route.name, left)
     // A route allowed fewer connections than there are workers must not keep an idle one open
     // in this worker while another worker sends: close it when this worker has nothing for it.
-    if (left === 0 && route.maxConnections < setup.workers) closeRoute(route.name)
+    // MX connections go too: one per destination host adds up over a city's many domains, and
+    // an idle worker thread sleeps (Piscina's Atomics wait) and could not close them later. So
+    // an appliance that stops, having waited for its tasks, leaves none open.
+    if (left === 0 && (route.maxConnections < setup.workers || route.mode === 'mx')) {
+      await closeRoute(route.name)
+    }
   }
 }
 
-function closeRoute (name: string): void {
+// The close must be done before the task returns: a worker without tasks sleeps, and a socket
+// closed by a sleeping thread would stay open until its next task.
+async function closeRoute (name: string): Promise<void> {
+  const closing: Socket[] = []
   for (const [key, transport] of transports) {
     if (!key.startsWith(`${name}|`)) continue
     transport.close()
     transports.delete(key)
+    closing.push(...(sockets.get(key) ?? []))
+    sockets.delete(key)
   }
+  const open = closing.filter((socket) => !socket.destroyed)
+  if (open.length === 0) return
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, CLOSE_WAIT_MS) })
+  await Promise.race([Promise.all(open.map(async (socket) => await once(socket, 'close'))), late])
+  clearTimeout(timer)
+  for (const socket of open) socket.destroy()
 }
 
 async function sendOne (
@@ -118,16 +135,62 @@ async function sendOne (
   try {
     const contact = JSON.parse(vault.open(r.sealed)) as { a: string }
     const message = template.render({ to: contact.a, token: makeToken(vault, { broadcastId, seq: r.seq }) })
-    const transport = await transportFor(route, contact.a)
-    const info = await transport.sendMail({
-      envelope: { from: message.envelopeFrom, to: [message.to] },
-      raw: message.raw
-    })
-    if (info.rejected.length > 0) return classifyFailure(r.seq, info.rejectedErrors?.[0])
-    return accepted(r.seq, info.response)
+    return await deliver(route, r.seq, { from: message.envelopeFrom, to: message.to }, message.raw)
   } catch (err) {
     return classifyFailure(r.seq, err)
   }
+}
+
+/** Sends one message; in MX mode on to the next host when one cannot be reached at all. */
+async function deliver (
+  route: RouteTarget, seq: number, envelope: { from: string, to: string }, raw: Buffer
+): Promise<Outcome> {
+  const hosts = await destinations(route, envelope.to.slice(envelope.to.lastIndexOf('@') + 1))
+  const smtpEnvelope = { from: envelope.from, to: [envelope.to] }
+  for (const [i, host] of hosts.entries()) {
+    const transport = transportFor(route, host)
+    try {
+      const info = await transport.sendMail({ envelope: smtpEnvelope, raw })
+      if (info.rejected.length > 0) return classifyFailure(seq, info.rejectedErrors?.[0])
+      return accepted(seq, info.response)
+    } catch (err) {
+      if (neverConnected(err)) retire(route, host, transport)
+      // Once connected, a server may hold the message already: only an unreached host is skipped.
+      if (!unreached(err) || i === hosts.length - 1) throw err
+    }
+  }
+  throw new Error('no destination to deliver to')
+}
+
+// nodemailer fails the messages still queued in a pool it closes with this: none was sent.
+const POOL_CLOSED = 'Connection pool was closed'
+
+function unreached (err: unknown): boolean {
+  return neverConnected(err) || (err as Error | undefined)?.message === POOL_CLOSED
+}
+
+// Known shortcoming: nodemailer's pool keeps a connection whose getSocket failed as busy for
+// ever, so a host that refused once would starve its pool in this worker. Cause: the pool
+// resource returns that error without the 'error' event that removes it. Quick fix: the
+// transport is dropped and closed, and the next message opens a new one. Proper fix: upstream,
+// or our own pool on nodemailer's SMTPConnection (see keepEnvelopeVerbatim).
+function retire (route: RouteTarget, host: Destination, transport: Transporter): void {
+  const key = transportKey(route, host)
+  if (transports.get(key) === transport) transports.delete(key)
+  transport.close()
+}
+
+interface Destination { host?: string, name?: string }
+
+async function destinations (route: RouteTarget, domain: string): Promise<Destination[]> {
+  if (route.mode !== 'mx') return [route.host === undefined ? {} : { host: route.host }]
+  const servers = route.dnsServers ?? []
+  let resolver = resolvers.get(servers.join(','))
+  if (resolver === undefined) {
+    resolver = new MxResolver(servers)
+    resolvers.set(servers.join(','), resolver)
+  }
+  return (await resolver.destinations(domain.toLowerCase())).map((d) => ({ host: d.address, name: d.name }))
 }
 
 function templateFor (task: SendTask): MessageTemplate {
@@ -140,16 +203,21 @@ function templateFor (task: SendTask): MessageTemplate {
   return template
 }
 
-async function transportFor (route: RouteTarget, address: string): Promise<Transporter> {
-  const host = route.mode === 'mx' ? await mxHost(address.slice(address.lastIndexOf('@') + 1)) : route.host
-  const key = `${route.name}|${host ?? ''}|${route.port}`
+function transportKey (route: RouteTarget, destination: Destination): string {
+  return `${route.name}|${destination.host ?? ''}|${route.port}`
+}
+
+function transportFor (route: RouteTarget, destination: Destination): Transporter {
+  const key = transportKey(route, destination)
   let transport = transports.get(key)
   if (transport === undefined) {
     transport = nodemailer.createTransport({
       pool: true,
-      host,
+      host: destination.host,
       port: route.port,
       secure: false,
+      // MX hosts are reached by address: STARTTLS checks the certificate against the MX name.
+      ...(destination.name === undefined ? {} : { servername: destination.name }),
       maxConnections: Math.max(1, Math.floor(route.maxConnections / setup.workers)),
       maxMessages: route.recipientsPerSession,
       connectionTimeout: route.connectTimeoutSeconds * 1000,
@@ -157,12 +225,19 @@ async function transportFor (route: RouteTarget, address: string): Promise<Trans
       socketTimeout: 60_000,
       name: setup.heloName,
       logger: false,
-      getSocket: noDelaySocket(route.connectTimeoutSeconds * 1000)
+      getSocket: noDelaySocket(route.connectTimeoutSeconds * 1000, (socket) => track(key, socket))
     } as Parameters<typeof nodemailer.createTransport>[0])
     keepEnvelopeVerbatim(transport)
     transports.set(key, transport)
   }
   return transport
+}
+
+function track (key: string, socket: Socket): void {
+  const open = sockets.get(key) ?? new Set<Socket>()
+  sockets.set(key, open)
+  open.add(socket)
+  socket.once('close', () => open.delete(socket))
 }
 
 // Known shortcoming: nodemailer parses the envelope with its address parser, which drops the
@@ -179,25 +254,4 @@ function keepEnvelopeVerbatim (transport: Transporter): void {
     }
     done()
   })
-}
-
-// Direct delivery: the domain's best MX (lowest preference), cached for ten minutes; a domain
-// without MX records takes its own name (RFC 5321 5.1).
-async function mxHost (domain: string): Promise<string> {
-  const cached = mxCache.get(domain)
-  if (cached !== undefined && cached.until > Date.now()) return cached.host
-
-  let host = domain
-  try {
-    const records = await dns.resolveMx(domain)
-    records.sort((a, b) => a.priority - b.priority)
-    host = records[0]?.exchange ?? domain
-  } catch (err) {
-    const code = (err as { code?: string }).code
-    // A domain that does not exist is a dead address, not a passing failure.
-    if (code === 'ENOTFOUND') throw Object.assign(new Error('5.1.2 host not found'), { responseCode: 550, response: '550 5.1.2 host not found' })
-    if (code !== 'ENODATA') throw err
-  }
-  mxCache.set(domain, { host, until: Date.now() + 600_000 })
-  return host
 }

@@ -43,6 +43,14 @@ export function accepted (seq: number, response: string | undefined): Outcome {
   return { seq, kind: 'accepted', category: 'ok', code: Number.isNaN(code) ? 250 : code, at: Date.now() }
 }
 
+/**
+ * An answer the worker gives itself, in a gateway's words, when no server could be asked: a
+ * domain that does not exist is "550 5.1.2", as a relay would say. classifyFailure reads it.
+ */
+export function selfReply (code: number, text: string): Error & SmtpErrorLike {
+  return Object.assign(new Error(text), { responseCode: code, response: `${code} ${text}` })
+}
+
 /** Classifies a failure reported by nodemailer for one recipient. */
 export function classifyFailure (seq: number, error: unknown): Outcome {
   const err = (error ?? {}) as SmtpErrorLike

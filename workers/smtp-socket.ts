@@ -7,23 +7,39 @@ import net from 'node:net'
 
 type SocketCallback = (err: Error | null, socketOptions?: { connection: net.Socket }) => void
 
-/** A nodemailer `getSocket` option that connects with noDelay, within timeoutMs. */
-export function noDelaySocket (timeoutMs: number) {
+/**
+ * True for an error of a connection that never opened: no server saw the message, so it may go
+ * to the next MX host at once. A connection lost later may have delivered it: it is deferred.
+ */
+export function neverConnected (err: unknown): boolean {
+  return (err as { neverConnected?: boolean } | undefined)?.neverConnected === true
+}
+
+/**
+ * A nodemailer `getSocket` option that connects with noDelay, within timeoutMs; `opened` is told
+ * of each socket, so that its owner can wait for it to close.
+ */
+export function noDelaySocket (timeoutMs: number, opened?: (socket: net.Socket) => void) {
   return (options: { host?: string, port?: number }, callback: SocketCallback): void => {
     const socket = net.connect({ host: options.host, port: options.port ?? 25, noDelay: true })
     const timer = setTimeout(() => {
       socket.destroy()
-      callback(Object.assign(new Error('connection timed out'), { code: 'ETIMEDOUT' }))
+      callback(unreached(new Error('connection timed out'), 'ETIMEDOUT'))
     }, timeoutMs)
     const onError = (err: Error): void => {
       clearTimeout(timer)
-      callback(Object.assign(err, { code: (err as { code?: string }).code ?? 'ECONNECTION' }))
+      callback(unreached(err, (err as { code?: string }).code ?? 'ECONNECTION'))
     }
     socket.once('error', onError)
     socket.once('connect', () => {
       clearTimeout(timer)
       socket.off('error', onError)
+      opened?.(socket)
       callback(null, { connection: socket })
     })
   }
+}
+
+function unreached (err: Error, code: string): Error {
+  return Object.assign(err, { code, neverConnected: true })
 }

@@ -79,3 +79,20 @@ t.test('an empty or non-numeric number, a bad sender address and an unknown time
   t.throws(() => checkConfig({ sender: { address: 'not an address' } }), { message: /sender\.address/ })
   t.throws(() => checkConfig({ timeZone: 'Mars/Olympus' }), { message: /time zone/ })
 })
+
+t.test('defaultRoute.dnsServers takes IP addresses with an optional port, and nothing else', async (t) => {
+  const good = ['192.0.2.53', '127.0.0.1:5353', '2001:db8::53', '[2001:db8::53]:5353']
+  const config = checkConfig({ defaultRoute: { mode: 'mx', port: 2525, dnsServers: good } })
+  t.same(config.defaultRoute.dnsServers, good)
+  t.equal(config.defaultRoute.port, 2525, 'MX mode keeps the port it is given')
+  t.equal(checkConfig({}).defaultRoute.dnsServers, undefined, 'the system resolver by default')
+  const env = loadConfig({ env: { MIMAMORI_DEFAULT_ROUTE__DNS_SERVERS: '["127.0.0.1:53"]' } })
+  t.same(env.defaultRoute.dnsServers, ['127.0.0.1:53'], 'a JSON list from the environment')
+
+  for (const bad of ['ns1.example.jp', '127.0.0.1:0', '127.0.0.1:70000', '[192.0.2.1]:53', '1.2.3.4:dns', '']) {
+    t.throws(() => checkConfig({ defaultRoute: { dnsServers: [bad] } }), { code: 'MIMAMORI_CONFIG_INVALID' },
+      `"${bad}" is refused`)
+  }
+  t.throws(() => checkConfig({ defaultRoute: { dnsServers: [] } }), { code: 'MIMAMORI_CONFIG_INVALID' },
+    'an empty list is refused: leave the key out for the system resolver')
+})

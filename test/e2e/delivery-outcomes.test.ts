@@ -4,6 +4,7 @@ import { parseAddress } from '../../appliance/address.js'
 import type { Appliance } from '../../appliance/appliance.js'
 import type { LedgerRow } from '../../appliance/ledger.js'
 import { seedSubscribers } from '../../ops/sample-city.js'
+import { GatewaySimulator } from '../../ops/gateway-simulator.js'
 
 function subscribe (appliance: Appliance, orgId: string, address: string): number {
   const { subscriber } = appliance.directory.upsertSubscriber({ address: parseAddress(address) })
@@ -156,4 +157,25 @@ t.test('an emergency broadcast overtakes a running bulk one', async (t) => {
   }
   t.equal(emergencyReceived, emergency.total, 'every emergency message arrived')
   await appliance.finished(bulk)
+})
+
+t.test('a gateway that refuses connections defers its recipients, who go once it is back', async (t) => {
+  const { appliance, city, simulators } = await startAppliance(t, {
+    config: { delivery: { retryBaseSeconds: 0.05, retryMaxSeconds: 0.1, maxAttempts: 100 } }
+  })
+  const down = simulators.docomo as GatewaySimulator
+  const port = down.port
+  await down.stop()
+  for (let n = 0; n < 6; n++) subscribe(appliance, city.cityId, `parent${n}@docomo.ne.jp`)
+  const broadcast = send(appliance, city.cityId)
+  await waitFor(() => appliance.report(broadcast).counts.deferred > 0)
+
+  // A refused connection once left a dead slot in the worker's pool: the route then hung.
+  const back = new GatewaySimulator({ name: 'docomo', port })
+  await back.start()
+  t.teardown(async () => { await back.stop() })
+  const report = await appliance.finished(broadcast)
+  t.equal(report.counts.accepted, 6, 'every recipient accepted once the gateway is back')
+  t.equal(back.stats().distinctRecipients, 6)
+  t.equal(back.stats().duplicates, 0)
 })
