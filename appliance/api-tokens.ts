@@ -6,7 +6,7 @@ import type { Store } from './store/store.js'
 import { MimamoriError } from './errors.js'
 
 export const SCOPES = [
-  'broadcasts:read', 'broadcasts:write', 'members:read', 'members:write', 'admin'
+  'broadcasts:read', 'broadcasts:write', 'members:read', 'members:write', 'feeds:write', 'admin'
 ] as const
 export type Scope = typeof SCOPES[number]
 

@@ -22,6 +22,7 @@ export const ERRORS = {
   MIMAMORI_SIGNUP_INVALID: { status: 400, text: 'The sign-up form has problems' },
   MIMAMORI_COMMAND_INVALID: { status: 422, text: 'The mail-in command does not follow the grammar' },
   MIMAMORI_XML_REFUSED: { status: 400, text: 'The XML document is refused: unsafe or not well formed' },
+  MIMAMORI_CAP_INVALID: { status: 400, text: 'The CAP alert is not valid' },
   MIMAMORI_CRON_INVALID: { status: 400, text: 'The cron expression is not valid' },
   MIMAMORI_SCHEDULE_TIME_INVALID: { status: 400, text: 'The schedule time is not valid: no offset, past, or ending before its first run' },
   MIMAMORI_INTERNAL: { status: 500, text: 'Internal error' }
