@@ -112,10 +112,17 @@ function worst (recipients: ReportedRecipient[]): ReportedRecipient {
   return [...recipients].sort((a, b) => RANK[b.verdict] - RANK[a.verdict])[0] as ReportedRecipient
 }
 
+// au moved its ezweb.ne.jp mailboxes to au.com in 2017, keeping the local part: a bounce from
+// au may name either spelling of the same mailbox.
+const SAME_MAILBOX_DOMAINS: Record<string, string> = { 'ezweb.ne.jp': 'au.com' }
+
 function keyOf (address: string | undefined): string | undefined {
   if (address === undefined) return undefined
   try {
-    return lookupKey(parseAddress(address))
+    const key = lookupKey(parseAddress(address))
+    const at = key.lastIndexOf('@')
+    const alias = SAME_MAILBOX_DOMAINS[key.slice(at + 1)]
+    return alias === undefined ? key : `${key.slice(0, at)}@${alias}`
   } catch {
     return undefined
   }

@@ -182,6 +182,10 @@ t.test('the entry for our recipient: its own address, else one naming nobody, el
   t.equal(pickRecipient(ours, [hardOther, unnamed]), unnamed, 'an entry naming nobody before another address')
   t.match(pickRecipient(ours, [hardOther]), { verdict: 'soft', reason: 'other', address: 'x@example.net' })
   t.same(pickRecipient(ours, []), { verdict: 'soft', reason: 'other' })
+  const moved = { address: 'hanako@au.com', verdict: 'hard' as const, reason: 'user-unknown' as const }
+  t.equal(pickRecipient('hanako@ezweb.ne.jp', [moved]), moved, 'au names an ezweb.ne.jp mailbox by its au.com spelling')
+  t.match(pickRecipient('hanako@ezweb.ne.jp', [{ ...moved, address: 'taro@au.com' }]), { verdict: 'soft' },
+    'another au.com mailbox is still another')
 })
 
 t.test('a global (RFC 6533) DSN for an unknown user suppresses the address like a classic one', async (t) => {
