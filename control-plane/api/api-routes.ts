@@ -10,8 +10,9 @@ import { MimamoriError } from '../../appliance/errors.js'
 import type { Broadcast } from '../../appliance/broadcasts.js'
 import { domainFilteredMembers, organisationReplies } from '../../appliance/organisation-attention.js'
 import { alertRoutes } from './alert-routes.js'
+import { scheduleRoutes } from './schedule-routes.js'
 
-const Targets = Type.Object({
+export const Targets = Type.Object({
   groups: Type.Optional(Type.Array(Type.String({ maxLength: 100 }), { maxItems: 500 })),
   groupPaths: Type.Optional(Type.Array(Type.String({ maxLength: 300 }), { maxItems: 500 })),
   organisations: Type.Optional(Type.Array(Type.String({ maxLength: 40 }), { maxItems: 500 })),
@@ -44,6 +45,7 @@ export function apiRoutes (appliance: Appliance): FastifyPluginAsync {
     memberRoutes(app, appliance)
     attentionRoutes(app, appliance)
     alertRoutes(app, appliance)
+    scheduleRoutes(app, appliance)
   }
 }
 
@@ -122,7 +124,7 @@ function broadcastRoutes (app: FastifyInstance, appliance: Appliance): void {
   }
 }
 
-function groupIdByPath (appliance: Appliance, organisationId: string, path: string): string {
+export function groupIdByPath (appliance: Appliance, organisationId: string, path: string): string {
   const group = appliance.directory.groupByPath(organisationId, path.split('/').map((p) => p.trim()))
   if (group === undefined) throw new MimamoriError('MIMAMORI_NOT_FOUND', `no group "${path}" in ${organisationId}`)
   return group.id
