@@ -65,7 +65,7 @@ export interface Store {
   bounces: Db
   /** feed URL → poll state: ETag, Last-Modified, failures, next poll (feeds/feed-poller.ts) */
   feedState: Db
-  /** [feed URL, entry id] → when it was fetched and what came of it: no entry is fetched twice */
+  /** [entry link, entry id] → when it was fetched and what came of it: none is fetched twice */
   feedEntries: Db
   /** event key → the latest HazardEvent of that event, for corrections and cancellations */
   hazardEvents: Db
