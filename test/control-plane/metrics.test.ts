@@ -9,6 +9,10 @@ import { seedSubscribers } from '../../ops/sample-city.js'
 
 type Series = Map<string, number>
 
+const NAME = '[a-zA-Z_:][a-zA-Z0-9_:]*'
+const LABELS = '\\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\\\\n]|\\\\.)*",?)*\\}'
+const SAMPLE = new RegExp(`^(${NAME})(${LABELS})? (-?[0-9.e+]+|NaN|[+-]Inf)$`)
+
 // The 451 recipient waits retryBaseSeconds (±10 %) before its second attempt, so for at least
 // 1.8 s after its deferral is recorded the broadcast cannot finish: a scrape taken as soon as the
 // ledger shows it is mid-send without racing the clock.
@@ -40,12 +44,13 @@ function parseExposition (t: Test, text: string): Series {
       else types.set(name, rest)
       continue
     }
-    const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})? (-?[0-9.e+]+|NaN|[+-]Inf)$/.exec(line)
+    const sample = SAMPLE.exec(line)
     if (sample === null) { problems.push(`not a sample: ${line}`); continue }
     const name = sample[1] as string
     if (!help.has(name) || !types.has(name)) problems.push(`${name} has no HELP or TYPE before it`)
     if (!['counter', 'gauge'].includes(types.get(name) ?? '')) problems.push(`${name}: unknown TYPE`)
-    if (types.get(name) === 'counter' && !name.endsWith('_total')) problems.push(`counter ${name} lacks _total`)
+    const type = types.get(name)
+    if (type === 'counter' && !name.endsWith('_total')) problems.push(`counter ${name} lacks _total`)
     const key = `${name}${sample[2] ?? ''}`
     if (series.has(key)) problems.push(`${key} appears twice`)
     series.set(key, Number(sample[3]))
@@ -65,7 +70,8 @@ t.test('/metrics counts outcomes per route, lane depth mid-send and final ledger
     simulators: { docomo: { rules: DOCOMO_RULES } },
     config: { delivery: DELIVERY }
   })
-  const seeded = seedSubscribers(appliance.directory, city, 60, { domains: ['docomo.ne.jp', 'au.com', 'gmail.com'] })
+  const domains = ['docomo.ne.jp', 'au.com', 'gmail.com']
+  const seeded = seedSubscribers(appliance.directory, city, 60, { domains })
   addMember(appliance, 'tempfail.mama@docomo.ne.jp', city.cityId)
   addMember(appliance, 'unknown.papa@docomo.ne.jp', city.cityId)
   const total = seeded.length + 2

@@ -17,7 +17,9 @@ import { subscribe } from '../delivered-broadcast.js'
 // route's port there is refused at once, as a dead MX host's would be.
 const ZONE: Zone = {
   // Listed worst first: the preference, not the order of the answer, decides.
-  'mx-order.test': { MX: [{ preference: 20, exchange: 'mx2.mx-order.test' }, { preference: 10, exchange: 'mx1.mx-order.test' }] },
+  'mx-order.test': {
+    MX: [{ preference: 20, exchange: 'mx2.mx-order.test' }, { preference: 10, exchange: 'mx1.mx-order.test' }]
+  },
   'mx1.mx-order.test': { A: ['127.0.0.2'] },
   'mx2.mx-order.test': { A: ['127.0.0.1'] },
   'no-mx.test': { A: ['127.0.0.1'] },
@@ -34,7 +36,9 @@ async function openMx (t: Test): Promise<MxHarness> {
   const gateway = simulators.default as GatewaySimulator
   const config = testConfig(t.testdir(), simulators, {
     delivery: { retryBaseSeconds: 0.05, retryMaxSeconds: 0.1, maxAttempts: 2 },
-    defaultRoute: { mode: 'mx', port: gateway.port, dnsServers: [dns.server], maxConnections: 4, connectTimeoutSeconds: 2 }
+    defaultRoute: {
+      mode: 'mx', port: gateway.port, dnsServers: [dns.server], maxConnections: 4, connectTimeoutSeconds: 2
+    }
   })
   const appliance = Appliance.open(config, { log: pino({ level: 'silent' }) })
   t.teardown(async () => { await appliance.close() })
@@ -42,7 +46,8 @@ async function openMx (t: Test): Promise<MxHarness> {
 }
 
 function rowOf (appliance: Appliance, broadcastId: number, subscriberId: number): LedgerRow | undefined {
-  for (const { value } of appliance.store.ledger.getRange({ start: [broadcastId, 0], end: [broadcastId, Infinity] })) {
+  const range = appliance.store.ledger.getRange({ start: [broadcastId, 0], end: [broadcastId, Infinity] })
+  for (const { value } of range) {
     if ((value as LedgerRow).s === subscriberId) return value as LedgerRow
   }
   return undefined
@@ -55,8 +60,9 @@ function isSuppressed (appliance: Appliance, subscriberId: number): boolean {
 
 t.test('MX mode finds each domain\'s mail host through the configured DNS servers', async (t) => {
   const { appliance, city, gateway, asked } = await openMx(t)
-  const id = Object.fromEntries(['mama@mx-order.test', 'papa@no-mx.test', 'ghost@nowhere.test',
-    'void@empty.test', 'none@null-mx.test', 'wait@broken.test'].map((a) => [a.split('@')[0], subscribe(appliance, city.cityId, a)]))
+  const addresses = ['mama@mx-order.test', 'papa@no-mx.test', 'ghost@nowhere.test',
+    'void@empty.test', 'none@null-mx.test', 'wait@broken.test']
+  const id = Object.fromEntries(addresses.map((a) => [a.split('@')[0], subscribe(appliance, city.cityId, a)]))
   const broadcast = appliance.submit({
     organisationId: city.cityId, subject: '連絡', body: '本文です。', priority: 'normal', targets: {}, createdBy: 'test'
   })
@@ -75,13 +81,17 @@ t.test('MX mode finds each domain\'s mail host through the configured DNS server
   t.match(row('void'), { st: 'failed', c: 550, m: /5\.1\.2/ }, 'no MX and no address: host unknown')
   t.match(row('none'), { st: 'failed', c: 556, m: /5\.1\.10/ }, 'a null MX takes no mail')
   t.match(row('wait'), { st: 'failed', n: 2, m: /^expired/ }, 'a failing name server defers until the last attempt')
-  for (const name of ['ghost', 'void', 'none']) t.ok(isSuppressed(appliance, id[name] as number), `${name} is suppressed`)
+  for (const name of ['ghost', 'void', 'none']) {
+    t.ok(isSuppressed(appliance, id[name] as number), `${name} is suppressed`)
+  }
   t.notOk(isSuppressed(appliance, id.wait as number), 'a DNS failure suppresses nobody')
 })
 
 t.test('connections to MX hosts are closed once the route has nothing to send', async (t) => {
   const { appliance, city, gateway } = await openMx(t)
-  for (let n = 0; n < 30; n++) subscribe(appliance, city.cityId, `parent${n}@${n % 2 === 0 ? 'mx-order.test' : 'no-mx.test'}`)
+  for (let n = 0; n < 30; n++) {
+    subscribe(appliance, city.cityId, `parent${n}@${n % 2 === 0 ? 'mx-order.test' : 'no-mx.test'}`)
+  }
   const broadcast = appliance.submit({
     organisationId: city.cityId, subject: '連絡', body: '本文です。', priority: 'normal', targets: {}, createdBy: 'test'
   })

@@ -61,7 +61,8 @@ t.test('a 421 and a 4.7.x reply halve the route\'s rate; a 451 4.3.0 does not', 
   t.equal(rate(appliance, 'docomo'), full / 2, 'a 421 halved the docomo rate')
   t.equal(rate(appliance, 'au'), full / 2, 'a 450 4.7.1 halved the au rate')
   t.equal(rate(appliance, 'softbank'), full, 'a 451 4.3.0 left the softbank rate alone')
-  const throttles = Object.fromEntries(appliance.dispatcher.metrics().routes.map((r) => [r.target.name, r.throttles]))
+  const routes = appliance.dispatcher.metrics().routes
+  const throttles = Object.fromEntries(routes.map((r) => [r.target.name, r.throttles]))
   t.same(throttles, { docomo: 1, au: 1, softbank: 0, default: 0 })
 })
 
@@ -94,7 +95,8 @@ t.test('a 451 is retried with a back-off that grows at every attempt', async (t)
   for (let n = 1; n < times.length; n++) {
     const gap = ((times[n] as number) - (times[n - 1] as number)) / 1000
     const least = 0.9 * base * 2 ** n
-    t.ok(gap >= least, `next-try ${n + 1} is ${gap.toFixed(3)} s after next-try ${n} (at least ${least.toFixed(2)} s)`)
+    t.ok(gap >= least,
+      `next-try ${n + 1} is ${gap.toFixed(3)} s after next-try ${n} (at least ${least.toFixed(2)} s)`)
   }
 })
 
@@ -108,7 +110,8 @@ t.test('a route never puts more recipients on one SMTP session than recipientsPe
   t.ok((stats?.maxRecipientsPerConnection ?? 0) > 0, 'the gateway counted recipients per session')
   t.ok((stats?.maxRecipientsPerConnection ?? Infinity) <= 3,
     `at most 3 recipients on any one session (${String(stats?.maxRecipientsPerConnection)})`)
-  t.ok((stats?.connections ?? 0) >= Math.ceil(40 / 3), `a new session every 3 recipients (${String(stats?.connections)})`)
+  t.ok((stats?.connections ?? 0) >= Math.ceil(40 / 3),
+    `a new session every 3 recipients (${String(stats?.connections)})`)
 })
 
 t.test('messagesPerSecond bounds what the gateway receives over any stretch from the start', async (t) => {
