@@ -10,6 +10,7 @@ import { MimamoriError } from '../../appliance/errors.js'
 import type { Broadcast } from '../../appliance/broadcasts.js'
 import { domainFilteredMembers, organisationReplies } from '../../appliance/organisation-attention.js'
 import { alertRoutes } from './alert-routes.js'
+import { capRoutes } from './cap-routes.js'
 import { scheduleRoutes } from './schedule-routes.js'
 
 export const Targets = Type.Object({
@@ -45,6 +46,7 @@ export function apiRoutes (appliance: Appliance): FastifyPluginAsync {
     memberRoutes(app, appliance)
     attentionRoutes(app, appliance)
     alertRoutes(app, appliance)
+    capRoutes(app, appliance)
     scheduleRoutes(app, appliance)
   }
 }
