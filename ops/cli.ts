@@ -21,6 +21,8 @@ Usage: mimamori <command> [options]
   org list                                   organisations and their groups
   import FILE --org CODE [--dry-run] [--config FILE]
                                              import members from CSV (UTF-8, Shift_JIS, UTF-16)
+  step-mail import FILE --org CODE [--dry-run] [--config FILE]
+                                             add a step-mail calendar from CSV (docs/schedules.md)
   send --org CODE --subject S (--body TEXT | --body-file FILE) [--priority P]
        [--group PATH]... [--topic T]... [--subscriber ID]... [--url URL] [--token T] [--wait]
                                              send a broadcast through the running appliance's API
@@ -44,6 +46,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
   token: async (args) => { await (await import('./data-commands.js')).tokenCommand(args) },
   org: async (args) => { await (await import('./data-commands.js')).orgCommand(args) },
   import: async (args) => { await (await import('./data-commands.js')).importCommand(args) },
+  'step-mail': async (args) => { await (await import('./step-mail-command.js')).stepMailCommand(args) },
   send: async (args) => { await (await import('./send-command.js')).sendCommand(args) },
   backup: async (args) => { await (await import('./data-commands.js')).backupCommand(args) },
   restore: async (args) => { await (await import('./data-commands.js')).restoreCommand(args) },
