@@ -27,6 +27,7 @@ import { InboundServer } from './inbound/inbound-server.js'
 import { registerInboundHandlers } from './inbound/handlers.js'
 import { HazardDesk } from './feeds/hazard-desk.js'
 import { seedRules } from './feeds/alert-rules.js'
+import { FeedPoller } from './feeds/feed-poller.js'
 import { Scheduler, scheduleDeps } from './schedules/scheduler.js'
 import { StepMail } from './schedules/step-mail.js'
 
@@ -51,6 +52,8 @@ export class Appliance {
   inboundServer?: InboundServer
   /** where hazard events from the feeds and the CAP endpoint become alerts (feeds/) */
   hazards!: HazardDesk
+  /** polls the JMA feeds when feeds.jma.enabled; its status() is on /metrics */
+  feeds!: FeedPoller
   /** scheduled and repeating broadcasts, and step mail by a child's age (schedules/) */
   scheduler!: Scheduler
   stepMail!: StepMail
@@ -96,6 +99,8 @@ export class Appliance {
     inbound.start()
     const resumed = dispatcher.resumeUnfinished()
     appliance.hazards.start()
+    appliance.feeds = feedPoller(appliance)
+    appliance.feeds.start()
     appliance.scheduler = new Scheduler(scheduleDeps(appliance, options.now))
     appliance.stepMail = new StepMail(scheduleDeps(appliance, options.now))
     appliance.scheduler.start()
@@ -252,6 +257,7 @@ export class Appliance {
     await this.inboundServer?.close()
     await this.http?.close()
     await this.inbound.stop()
+    await this.feeds.stop()
     this.hazards.stop()
     this.scheduler.stop()
     this.stepMail.stop()
@@ -272,6 +278,15 @@ function hazardDesk (appliance: Appliance): HazardDesk {
     log: appliance.log.child({ component: 'hazards' }),
     submit: (input) => appliance.submit(input),
     findBroadcast: (createdBy) => appliance.book.list(undefined, 1000).find((b) => b.createdBy === createdBy)
+  })
+}
+
+function feedPoller (appliance: Appliance): FeedPoller {
+  return new FeedPoller({
+    store: appliance.store,
+    config: appliance.config.feeds,
+    log: appliance.log.child({ component: 'feeds' }),
+    onTelegram: (event) => { appliance.hazards.ingest(event) }
   })
 }
 

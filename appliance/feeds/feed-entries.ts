@@ -36,16 +36,21 @@ export interface PlannedEntry {
 }
 
 const MAX_ATTEMPTS = 3
+/** kinds a local observatory issues for its own prefecture */
+const REGIONAL: ReadonlySet<string> = new Set(['weather-warning', 'landslide'])
 /** longer than a long feed lists an entry (a few days), so a record outlives its entry */
 const KEEP_MS = 14 * 24 * 3600_000
 
 export class EntryBook {
   readonly #store: Store
   readonly #maxAgeMs: number
+  readonly #offices: ReadonlySet<string>
 
-  constructor (store: Store, maxEntryAgeHours: number) {
+  /** offices: the authors whose weather telegrams are fetched; none given means every one */
+  constructor (store: Store, maxEntryAgeHours: number, offices: readonly string[] = []) {
     this.#store = store
     this.#maxAgeMs = maxEntryAgeHours * 3600_000
+    this.#offices = new Set(offices)
   }
 
   /** The entries not seen yet, oldest first (a cancellation after what it cancels). */
@@ -64,8 +69,12 @@ export class EntryBook {
   private skipReason (
     entry: AtomEntry, type: string, at: number, paired: Set<string>
   ): string | undefined {
-    if (READ_TYPES[type] === undefined) return 'not-read'
+    const read = READ_TYPES[type]
+    if (read === undefined) return 'not-read'
     if (!/^https?:\/\//.test(entry.link)) return 'no-link'
+    if (REGIONAL.has(read.kind) && this.#offices.size > 0 && !this.#offices.has(entry.author)) {
+      return 'other-office'
+    }
     if (!(Date.now() - at <= this.#maxAgeMs)) return 'stale'
     // VPWW53 and VPWW54 carry the same warnings at the same moment: only VPWW54 is fetched
     // when the feed lists both, so that each warning is downloaded and handed on once

@@ -73,7 +73,7 @@ export class FeedPoller {
       timeoutMs: (options.timeoutSeconds ?? 20) * 1000,
       maxBytes: options.maxBytes ?? 8 * 1024 * 1024
     }
-    this.#book = new EntryBook(options.store, options.maxEntryAgeHours ?? 6)
+    this.#book = new EntryBook(options.store, options.maxEntryAgeHours ?? 6, options.config.jma.offices)
   }
 
   /** Reads every feed once (the long ones to catch up), then polls the high-frequency ones. */

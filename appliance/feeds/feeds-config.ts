@@ -55,6 +55,12 @@ export const FeedsConfigSchema = Type.Object({
   jma: Type.Object({
     /** off by default: the appliance reaches the JMA server only when an operator says so */
     enabled: Type.Boolean({ default: false }),
+    /**
+     * Weather and landslide telegrams are fetched only from these issuing offices (the entry's
+     * author): the feed lists every prefecture's, hundreds a day. Empty: from every office.
+     * Earthquake, early-warning and tsunami telegrams come from national offices: always read.
+     */
+    offices: Type.Array(Type.String({ minLength: 1 }), { default: ['松山地方気象台'] }),
     feeds: Type.Array(Feed, {
       default: [
         { url: `${JMA_FEEDS}/extra.xml`, everySeconds: 60 },

@@ -102,8 +102,13 @@ export class HazardDesk {
     this.#o.store.hazardEvents.putSync(['seen', event.id], { at: new Date().toISOString() })
     this.#o.store.hazardEvents.putSync(['event', event.eventKey], event)
 
+    if (event.infoType === 'cancel') {
+      this.#o.store.hazardEvents.putSync(['cancelled', event.eventKey], event.reportedAt)
+    }
     if (event.status === 'test') {
       this.#o.log.info({ event: event.id, type: event.type }, 'test telegram ignored')
+    } else if (event.infoType === 'issue' && this.cancelledLater(event)) {
+      this.#o.log.warn({ event: event.id, type: event.type }, 'telegram arrived after its cancellation; ignored')
     } else if (event.infoType === 'issue') {
       this.issue(event, result)
     } else {
@@ -115,6 +120,12 @@ export class HazardDesk {
     }, 'hazard event taken in')
     this.sendDue()
     return result
+  }
+
+  // After an outage the long feed may hand on a cancellation before what it cancels.
+  private cancelledLater (event: HazardEvent): boolean {
+    const at = this.#o.store.hazardEvents.get(['cancelled', event.eventKey]) as string | undefined
+    return at !== undefined && Date.parse(at) >= Date.parse(event.reportedAt)
   }
 
   drafts (filter: { organisations?: Set<string>, states?: Set<DraftState> } = {}): AlertDraft[] {

@@ -25,7 +25,7 @@ interface Run { poller: FeedPoller, events: HazardEvent[], entries: AtomEntry[] 
 
 function feedsConfig (feeds: Array<{ url: string, everySeconds: number }>): FeedsConfig {
   const config = Value.Create(FeedsConfigSchema)
-  config.jma = { enabled: true, feeds }
+  config.jma = { enabled: true, offices: [], feeds }
   // below the schema's 15 s floor, so that the tests do not wait for back-off
   config.maxBackoffSeconds = 0.2
   return config
@@ -33,12 +33,14 @@ function feedsConfig (feeds: Array<{ url: string, everySeconds: number }>): Feed
 
 function startPoller (
   t: Test, store: Store, feeds: Array<{ url: string, everySeconds: number }>,
-  options: Partial<FeedPollerOptions> = {}
+  options: Partial<FeedPollerOptions> = {}, offices: string[] = []
 ): Run {
   const run: Run = { poller: undefined as unknown as FeedPoller, events: [], entries: [] }
+  const config = feedsConfig(feeds)
+  config.jma.offices = offices
   run.poller = new FeedPoller({
     store,
-    config: feedsConfig(feeds),
+    config,
     log: pino({ level: 'silent' }),
     onTelegram: (event, entry) => { run.events.push(event); run.entries.push(entry) },
     firstRetrySeconds: 0.05,
@@ -150,6 +152,24 @@ function eqvolFeed (
   return '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom" lang="ja">' +
     `<title>高頻度（地震火山）</title><updated>${items[0]?.[2] ?? ''}</updated>${entries.join('')}</feed>`
 }
+
+t.test("weather telegrams are fetched only from the city's own office; earthquakes from any", async (t) => {
+  const server = await JmaFeedServer.start(t)
+  serveRealFeeds(server)
+  const { store } = openStore(t.testdir())
+  t.teardown(async () => { await store.close() })
+  const feeds = [
+    { url: `${server.base}/feed/extra.xml`, everySeconds: 60 },
+    { url: `${server.base}/feed/eqvol.xml`, everySeconds: 60 }
+  ]
+  const run = startPoller(t, store, feeds, {}, ['山形地方気象台'])
+  await run.poller.idle()
+  const weather = run.entries.filter((e) => /_(VPWW54|VXWW50)_/.test(e.link))
+  t.ok(weather.length > 0, 'the office\'s own warnings are read')
+  t.same([...new Set(weather.map((e) => e.author))], ['山形地方気象台'], 'and no other office\'s')
+  t.equal(run.events.filter((e) => e.kind === 'earthquake').length, 4, 'earthquake reports come from anywhere')
+  t.ok(server.count(isTelegram) < 107 + 14 + 4, 'fewer telegrams are downloaded than the feed lists')
+})
 
 t.test('drill and cancellation telegrams are handed on; a refused one is not fetched again', async (t) => {
   const server = await JmaFeedServer.start(t)

@@ -219,3 +219,13 @@ t.test('a rule whose targets cannot be resolved fails alone; the others still ac
   t.equal(result.drafts.length, 1)
   t.equal(appliance.hazards.draft(result.drafts[0] as number).ruleId, 'good')
 })
+
+t.test('a telegram that arrives after its own cancellation makes no alert; a later issue does', async (t) => {
+  const { appliance } = await city(t, [rule({ id: 'rain', kind: 'weather-warning', minLevel: '警報', mode: 'draft' })])
+  const at = (minute: number): string => `2026-07-01T06:${String(minute).padStart(2, '0')}:00+09:00`
+  appliance.hazards.ingest(event({ kind: 'weather-warning', eventKey: 'W9', infoType: 'cancel', areas: [], reportedAt: at(20) }))
+  const late = appliance.hazards.ingest(event({ kind: 'weather-warning', eventKey: 'W9', areas: [rain('大雨警報', 3)], reportedAt: at(10) }))
+  t.same(late.drafts, [], 'the cancelled telegram, read late from the long feed, is not alerted')
+  const again = appliance.hazards.ingest(event({ kind: 'weather-warning', eventKey: 'W9', areas: [rain('大雨警報', 3)], reportedAt: at(30) }))
+  t.equal(again.drafts.length, 1, 'a warning issued after the cancellation is')
+})
