@@ -105,7 +105,7 @@ export class StepMail {
     const out = new Map<StepMailEntry, Map<number, DueChild[]>>()
     const byDate = dueByChildDate(listEntries(store), window)
     if (byDate.size === 0) return out
-    // Known shortcoming: every household is read once a day in the main thread (about 0.1 s per
+    // Known shortcoming: every household is read once a day in the main thread (about 0.3 s per
     // 100,000), as households have no index by child date; the proper fix is that index.
     for (const { value } of store.households.getRange()) {
       const household = value as Household
