@@ -1,5 +1,6 @@
 // Runs in the appliance's main thread: /healthz for the operator's probes and /metrics in the
-// Prometheus text format — ledger states, per-route outcomes, queue depth per lane.
+// Prometheus text format — ledger states, per-route outcomes, queue depth per lane, the disaster
+// feeds' health and the alert drafts.
 // A scrape reads only the dispatcher's counters, never the ledger: it stays cheap mid-send.
 
 import type { FastifyPluginAsync } from 'fastify'
@@ -48,7 +49,24 @@ export function metricsText (appliance: Appliance): string {
     Object.entries(m.lanes).map(([lane, n]) => [{ lane }, n]))
   family(lines, 'mimamori_broadcasts_running', 'gauge', 'Broadcasts sending or paused.',
     [[{}, appliance.dispatcher.runningCount]])
+  feedFamilies(lines, appliance)
   return lines.join('\n') + '\n'
+}
+
+// A feed that stopped answering must be seen before the next earthquake, not after it.
+function feedFamilies (lines: string[], appliance: Appliance): void {
+  const feeds = appliance.feeds.status()
+  family(lines, 'mimamori_feed_failures', 'gauge', 'Polls of the feed that failed in a row (0: the last one worked).',
+    feeds.map((f) => [{ feed: f.url }, f.failures]))
+  family(lines, 'mimamori_feed_last_success_seconds', 'gauge',
+    'When the feed was last read successfully, in seconds since the epoch (0: never).',
+    feeds.map((f) => [{ feed: f.url }, f.lastSuccessAt === undefined ? 0 : Date.parse(f.lastSuccessAt) / 1000]))
+  family(lines, 'mimamori_feed_entries_seen_total', 'counter', 'Feed entries recorded (fetched or skipped).',
+    feeds.map((f) => [{ feed: f.url }, f.entriesSeen]))
+  const states = new Map<string, number>()
+  for (const draft of appliance.hazards.drafts()) states.set(draft.state, (states.get(draft.state) ?? 0) + 1)
+  family(lines, 'mimamori_alert_drafts', 'gauge', 'Alert drafts made by the alert rules, by state.',
+    [...states].map(([state, n]) => [{ state }, n]))
 }
 
 // Final states are counters: a finished broadcast's recipients stay counted after it leaves the

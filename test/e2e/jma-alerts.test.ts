@@ -4,6 +4,7 @@ import { subscribe } from '../delivered-broadcast.js'
 import { JmaFeedServer, fixture } from '../appliance/feeds/jma-feed-server.js'
 import type { Appliance } from '../../appliance/appliance.js'
 import type { AlertDraft } from '../../appliance/feeds/hazard-desk.js'
+import { metricsText } from '../../control-plane/health-routes.js'
 
 const KIKEN = fixture('hand-made/VPWW54_matsuyama_kiken.xml')
 const EEW = fixture('official-samples/37_01_01_240613_VXSE43.xml')
@@ -103,4 +104,21 @@ t.test('JMA telegrams from the feed become the right alerts: held then sent, at 
   t.equal(telegrams.length, 5, 'each telegram fetched once')
   t.equal(new Set(telegrams.map((r) => r.path)).size, 5)
   t.match(appliance.feeds.status()[0], { failures: 0, entriesSeen: 5 })
+  const metrics = metricsText(appliance)
+  t.match(metrics, `mimamori_feed_failures{feed="${server.base}/feed/extra.xml"} 0`)
+  t.match(metrics, /mimamori_feed_last_success_seconds\{feed="[^"]+"\} 1\d{9}/, 'the last good read is on /metrics')
+  t.match(metrics, 'mimamori_alert_drafts{state="withdrawn"} 1')
+  t.match(metrics, 'mimamori_alert_drafts{state="sent"} 4')
+})
+
+t.test('a feed that keeps failing shows on /metrics', async (t) => {
+  const server = await JmaFeedServer.start(t)
+  server.routes.set('/feed/extra.xml', () => ({ status: 503 }))
+  const { appliance } = await startAppliance(t, {
+    config: { feeds: { jma: { enabled: true, feeds: [{ url: `${server.base}/feed/extra.xml`, everySeconds: 1 }] } } }
+  })
+  await waitFor(() => (appliance.feeds.status()[0]?.failures ?? 0) >= 1)
+  const metrics = metricsText(appliance)
+  t.match(metrics, new RegExp(`mimamori_feed_failures\\{feed="${server.base}/feed/extra.xml"\\} [1-9]`))
+  t.match(metrics, /mimamori_feed_last_success_seconds\{feed="[^"]+"\} 0\n/, 'never read')
 })
