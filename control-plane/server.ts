@@ -8,6 +8,7 @@ import { MimamoriError } from '../appliance/errors.js'
 import { apiRoutes } from './api/api-routes.js'
 import { publicPages } from './public-pages.js'
 import { signupPages } from './signup-pages.js'
+import { capPages } from './cap-pages.js'
 import { healthRoutes } from './health-routes.js'
 
 export async function buildServer (appliance: Appliance): Promise<FastifyInstance> {
@@ -31,6 +32,7 @@ export async function buildServer (appliance: Appliance): Promise<FastifyInstanc
   await app.register(apiRoutes(appliance), { prefix: '/api/v1' })
   await app.register(publicPages(appliance))
   await app.register(signupPages(appliance))
+  await app.register(capPages(appliance))
   await app.register(healthRoutes(appliance))
   return app
 }

@@ -25,7 +25,8 @@ export function capRoutes (app: FastifyInstance, appliance: Appliance): void {
       const result = appliance.hazards.ingest(event)
       appliance.log.info({
         component: 'cap', by: `token:${token.name}`, ...alertForLog(event),
-        duplicate: result.duplicate, drafts: result.drafts.length, withdrawn: result.withdrawn.length
+        duplicate: result.duplicate, drafts: result.drafts.length,
+        withdrawn: result.withdrawn.length
       }, 'CAP alert taken in')
       void reply.code(202)
       return {
@@ -38,7 +39,8 @@ export function capRoutes (app: FastifyInstance, appliance: Appliance): void {
 
 function bodyOf (request: FastifyRequest): Buffer {
   if (!Buffer.isBuffer(request.body) || request.body.length === 0) {
-    throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'send the CAP alert as the body, as application/cap+xml')
+    throw new MimamoriError('MIMAMORI_BAD_REQUEST',
+      'send the CAP alert as the body, as application/cap+xml')
   }
   return request.body
 }
@@ -47,9 +49,10 @@ function bodyOf (request: FastifyRequest): Buffer {
 // and of the sender address only the domain.
 function alertForLog (event: HazardEvent): Record<string, unknown> {
   const [sender = '', identifier = ''] = event.id.split(',')
+  const domain = sender.includes('@') ? sender.slice(sender.lastIndexOf('@') + 1) : sender
   return {
     identifier: identifier.slice(0, 100),
-    senderDomain: sender.includes('@') ? sender.slice(sender.lastIndexOf('@') + 1) : sender.slice(0, 100),
+    senderDomain: domain.slice(0, 100),
     status: event.status,
     infoType: event.infoType,
     areas: event.areas.length
