@@ -13,7 +13,8 @@ const USAGE = 'usage: mimamori step-mail import FILE --org CODE [--dry-run]'
 
 export async function stepMailCommand (args: string[]): Promise<void> {
   const [action, ...rest] = args
-  const { values, positionals } = readOptions(rest, { org: { type: 'string' }, 'dry-run': { type: 'boolean' } }, true)
+  const options = { org: { type: 'string' }, 'dry-run': { type: 'boolean' } } as const
+  const { values, positionals } = readOptions(rest, options, true)
   const file = positionals[0]
   if (action !== 'import' || file === undefined || typeof values.org !== 'string') {
     throw new MimamoriError('MIMAMORI_BAD_REQUEST', USAGE)
@@ -24,7 +25,8 @@ export async function stepMailCommand (args: string[]): Promise<void> {
   try {
     const directory = new Directory(store, vault)
     directory.ensureDefaultTopics()
-    const report = importStepMailCsv(directory, values.org, input, { dryRun: values['dry-run'] === true, createdBy: 'cli' })
+    const dryRun = values['dry-run'] === true
+    const report = importStepMailCsv(directory, values.org, input, { dryRun, createdBy: 'cli' })
     process.stdout.write(JSON.stringify(report, null, 2) + '\n')
     if (report.errors.length > 0) {
       process.stderr.write(`${report.errors.length} row(s) have problems; nothing was imported.\n`)

@@ -42,7 +42,9 @@ export interface Slots {
  * The times in (from, to] the expression names. Each candidate second is one match() (about
  * 15 µs); `maxChecks` bounds the work after a long downtime of a schedule that runs each second.
  */
-export function slotsBetween (task: ScheduledTask, from: number, to: number, maxChecks = 100_000): Slots {
+export function slotsBetween (
+  task: ScheduledTask, from: number, to: number, maxChecks = 100_000
+): Slots {
   const seconds = cron.parse(task.getPattern()).second
   const slots: number[] = []
   let checks = 0

@@ -83,10 +83,14 @@ export function recentRuns (store: Store, id: number, limit = 20): ScheduleRun[]
  * Writes a run and moves the schedule past it; call inside the transaction that claims the run.
  * Throws RunTaken when the run is already recorded.
  */
-export function recordRun (store: Store, id: number, due: number, run: Omit<ScheduleRun, 'due' | 'at'>): Schedule {
+export function recordRun (
+  store: Store, id: number, due: number, run: Omit<ScheduleRun, 'due' | 'at'>
+): Schedule {
   if (findRun(store, id, due) !== undefined) throw new RunTaken(`run ${id}@${due} is taken`)
   const schedule = getSchedule(store, id)
-  store.schedules.putSync(['run', id, due], { due: new Date(due).toISOString(), at: new Date().toISOString(), ...run })
+  const at = new Date().toISOString()
+  const record: ScheduleRun = { due: new Date(due).toISOString(), at, ...run }
+  store.schedules.putSync(['run', id, due], record)
   const counts = { ...schedule.counts, [run.state]: schedule.counts[run.state] + 1 }
   const next: Schedule = { ...schedule, counts, lastDue: Math.max(due, schedule.lastDue ?? 0) }
   if (schedule.at !== undefined) next.state = 'done'
@@ -97,9 +101,10 @@ export function recordRun (store: Store, id: number, due: number, run: Omit<Sche
 /** Removes a schedule and the record of its runs (the broadcasts it sent stay). */
 export function removeSchedule (store: Store, id: number): void {
   store.root.transactionSync(() => {
-    for (const key of store.schedules.getKeys({ start: ['run', id, -Infinity], end: ['run', id, Infinity] })) {
-      store.schedules.removeSync(key)
-    }
+    const runs = store.schedules.getKeys({
+      start: ['run', id, -Infinity], end: ['run', id, Infinity]
+    })
+    for (const key of runs) store.schedules.removeSync(key)
     store.schedules.removeSync(['schedule', id])
   })
 }

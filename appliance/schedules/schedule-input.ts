@@ -16,7 +16,8 @@ function timeProblem (message: string, field: string): MimamoriError {
 export function readTime (value: string, field: string): number {
   const ms = ISO_WITH_OFFSET.test(value) ? Date.parse(value) : Number.NaN
   if (Number.isNaN(ms)) {
-    throw timeProblem(`${field} must be an ISO time with its offset, e.g. 2026-04-07T08:00:00+09:00`, field)
+    const example = '2026-04-07T08:00:00+09:00'
+    throw timeProblem(`${field} must be an ISO time with its offset, e.g. ${example}`, field)
   }
   return ms
 }
@@ -24,12 +25,17 @@ export function readTime (value: string, field: string): number {
 /** Checks the timing and the subject of a schedule against the clock; returns nothing. */
 export function checkScheduleInput (input: ScheduleInput, now: number, timeZone: string): void {
   assertHeaderSafe('subject', input.subject)
-  if (input.subject.trim() === '') throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'the subject is empty')
+  if (input.subject.trim() === '') {
+    throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'the subject is empty')
+  }
   if ((input.at === undefined) === (input.cron === undefined)) {
-    throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'give either `at` (one time) or `cron` (repeating)')
+    throw new MimamoriError('MIMAMORI_BAD_REQUEST',
+      'give either `at` (one time) or `cron` (repeating)')
   }
   if (input.at !== undefined) {
-    if (input.endsAt !== undefined) throw timeProblem('only a repeating schedule has an end', 'endsAt')
+    if (input.endsAt !== undefined) {
+      throw timeProblem('only a repeating schedule has an end', 'endsAt')
+    }
     if (readTime(input.at, 'at') <= now) throw timeProblem(`at ${input.at} is in the past`, 'at')
     return
   }

@@ -13,8 +13,8 @@ import { nextId } from '../store/store.js'
 import type { Broadcast, BroadcastInput } from '../broadcasts.js'
 import { MimamoriError } from '../errors.js'
 import {
-  findRun, findSchedule, getSchedule, listSchedules, recordRun, removeSchedule, RunTaken, saveSchedule,
-  type Schedule, type ScheduleInput
+  findRun, findSchedule, getSchedule, listSchedules, recordRun, removeSchedule, RunTaken,
+  saveSchedule, type Schedule, type ScheduleInput
 } from './schedule-book.js'
 import { checkScheduleInput } from './schedule-input.js'
 import { cronTask, slotsBetween } from './cron-slots.js'
@@ -69,7 +69,8 @@ export class Scheduler {
       this.catchUp(schedule)
       this.arm(getSchedule(this.#o.store, schedule.id))
     }
-    this.#o.log.info({ active: active.length, armed: this.#timers.size + this.#tasks.size }, 'schedules started')
+    const armed = this.#timers.size + this.#tasks.size
+    this.#o.log.info({ active: active.length, armed }, 'schedules started')
   }
 
   stop (): void {
@@ -91,8 +92,8 @@ export class Scheduler {
     })
     this.arm(schedule)
     this.#o.log.info({
-      schedule: schedule.id, organisation: schedule.organisationId, repeating: schedule.cron !== undefined,
-      createdBy: schedule.createdBy
+      schedule: schedule.id, organisation: schedule.organisationId,
+      repeating: schedule.cron !== undefined, createdBy: schedule.createdBy
     }, 'schedule created')
     return schedule
   }
@@ -101,7 +102,8 @@ export class Scheduler {
     const schedule = getSchedule(this.#o.store, id)
     this.disarm(id)
     removeSchedule(this.#o.store, id)
-    this.#o.log.info({ schedule: id, organisation: schedule.organisationId, by }, 'schedule deleted')
+    this.#o.log.info({ schedule: id, organisation: schedule.organisationId, by },
+      'schedule deleted')
   }
 
   /** The next time the schedule will run, if any. */
@@ -158,7 +160,8 @@ export class Scheduler {
       return
     }
     if (findRun(this.#o.store, id, due) !== undefined) return
-    if (this.#o.now().getTime() - due > this.graceMs) this.miss(schedule, { late: [due], superseded: [] })
+    const late = this.#o.now().getTime() - due > this.graceMs
+    if (late) this.miss(schedule, { late: [due], superseded: [] })
     else this.send(schedule, due)
     this.endIfOver(id)
   }
@@ -178,7 +181,8 @@ export class Scheduler {
       if (Date.parse(schedule.at) <= now) this.fire(schedule.id, Date.parse(schedule.at))
       return
     }
-    const end = Math.min(now, schedule.endsAt === undefined ? Infinity : Date.parse(schedule.endsAt))
+    const endsAt = schedule.endsAt === undefined ? Infinity : Date.parse(schedule.endsAt)
+    const end = Math.min(now, endsAt)
     const from = schedule.lastDue ?? Date.parse(schedule.createdAt)
     const cutoff = now - this.graceMs
     const task = cronTask(schedule.cron as string, this.#o.config.timeZone, () => undefined)
@@ -194,7 +198,8 @@ export class Scheduler {
 
   private send (schedule: Schedule, due: number): void {
     const { organisationId, subject, body, priority, targets } = schedule
-    const input = { organisationId, subject, body, priority, targets, createdBy: `schedule:${schedule.id}` }
+    const createdBy = `schedule:${schedule.id}`
+    const input = { organisationId, subject, body, priority, targets, createdBy }
     const lateSeconds = Math.max(0, Math.round((this.#o.now().getTime() - due) / 1000))
     try {
       const broadcast = this.#o.submit(input, (b) => {
@@ -223,37 +228,45 @@ export class Scheduler {
       return
     }
     this.#o.log.warn({
-      schedule: schedule.id, organisation: schedule.organisationId, due: new Date(due).toISOString(),
-      code, err: code === 'MIMAMORI_INTERNAL' ? err : undefined
+      schedule: schedule.id, organisation: schedule.organisationId,
+      due: new Date(due).toISOString(), code, err: code === 'MIMAMORI_INTERNAL' ? err : undefined
     }, 'scheduled run failed')
   }
 
-  private miss (schedule: Schedule, runs: { late: number[], superseded: number[], through?: number }): void {
+  private miss (
+    schedule: Schedule, runs: { late: number[], superseded: number[], through?: number }
+  ): void {
     const { store } = this.#o
-    const all = [...runs.late.map((d) => [d, 'late'] as const), ...runs.superseded.map((d) => [d, 'superseded'] as const)]
+    const all = [
+      ...runs.late.map((due) => ({ due, reason: 'late' })),
+      ...runs.superseded.map((due) => ({ due, reason: 'superseded' }))
+    ]
     if (all.length === 0 && runs.through === undefined) return
     store.root.transactionSync(() => {
-      for (const [due, reason] of all.slice(-MAX_MISSED_RECORDS)) {
-        if (findRun(store, schedule.id, due) === undefined) recordRun(store, schedule.id, due, { state: 'missed', reason })
+      for (const { due, reason } of all.slice(-MAX_MISSED_RECORDS)) {
+        if (findRun(store, schedule.id, due) !== undefined) continue
+        recordRun(store, schedule.id, due, { state: 'missed', reason })
       }
       const current = getSchedule(store, schedule.id)
-      const uncounted = Math.max(0, all.length - MAX_MISSED_RECORDS)
+      const missed = current.counts.missed + Math.max(0, all.length - MAX_MISSED_RECORDS)
       const lastDue = Math.max(current.lastDue ?? 0, runs.through ?? 0)
-      saveSchedule(store, { ...current, lastDue, counts: { ...current.counts, missed: current.counts.missed + uncounted } })
+      saveSchedule(store, { ...current, lastDue, counts: { ...current.counts, missed } })
     })
-    const late = runs.late
+    const { late } = runs
+    const iso = (ms: number | undefined): string | undefined =>
+      ms === undefined ? undefined : new Date(ms).toISOString()
     this.#o.log.warn({
       schedule: schedule.id, organisation: schedule.organisationId, late: late.length,
       superseded: runs.superseded.length, more: runs.through !== undefined,
-      first: late.length > 0 ? new Date(late[0] as number).toISOString() : undefined,
-      last: late.length > 0 ? new Date(late[late.length - 1] as number).toISOString() : undefined
+      first: iso(late[0]), last: iso(late[late.length - 1])
     }, 'scheduled runs missed')
   }
 
   /** Marks a repeating schedule ended once no run remains before its end. */
   private endIfOver (id: number): void {
     const schedule = findSchedule(this.#o.store, id)
-    if (schedule?.state !== 'active' || schedule.cron === undefined || schedule.endsAt === undefined) return
+    if (schedule?.state !== 'active' || schedule.cron === undefined) return
+    if (schedule.endsAt === undefined) return
     const end = Date.parse(schedule.endsAt)
     const next = this.#tasks.get(id)?.getNextRun() ?? null
     if (this.#o.now().getTime() <= end && (next === null || next.getTime() <= end)) return

@@ -38,7 +38,8 @@ export interface StepMailSent {
 
 export function addEntry (store: Store, input: StepMailEntryInput, now: Date): StepMailEntry {
   return store.root.transactionSync(() => {
-    const entry: StepMailEntry = { ...input, id: nextId(store, 'step-mail'), createdAt: now.toISOString() }
+    const id = nextId(store, 'step-mail')
+    const entry: StepMailEntry = { ...input, id, createdAt: now.toISOString() }
     store.stepMail.putSync(['entry', entry.id], entry)
     return entry
   })
@@ -68,13 +69,17 @@ export function sentCount (store: Store, entryId: number): number {
   return store.stepMail.getKeysCount({ start: ['sent', entryId], end: ['sent', entryId, Infinity] })
 }
 
-export function wasSent (store: Store, entryId: number, subscriberId: number, childDate: string): boolean {
+export function wasSent (
+  store: Store, entryId: number, subscriberId: number, childDate: string
+): boolean {
   return store.stepMail.get(['sent', entryId, subscriberId, childDate]) !== undefined
 }
 
 /** Records a send; call inside the transaction that freezes its broadcast. */
 export function recordSent (
-  store: Store, key: { entryId: number, subscriberId: number, childDate: string }, sent: StepMailSent
+  store: Store,
+  key: { entryId: number, subscriberId: number, childDate: string },
+  sent: StepMailSent
 ): void {
   if (wasSent(store, key.entryId, key.subscriberId, key.childDate)) {
     throw new RunTaken(`step mail ${key.entryId} is taken for subscriber ${key.subscriberId}`)
@@ -90,7 +95,8 @@ export function recordSent (
 export function dueDay (childDate: string, months: number, days = 0): string {
   const [year, month, day] = childDate.split('-').map(Number) as [number, number, number]
   const target = new Date(Date.UTC(year, month - 1 + months, 1))
-  const lastDay = new Date(Date.UTC(target.getUTCFullYear(), target.getUTCMonth() + 1, 0)).getUTCDate()
+  const monthEnd = new Date(Date.UTC(target.getUTCFullYear(), target.getUTCMonth() + 1, 0))
+  const lastDay = monthEnd.getUTCDate()
   target.setUTCDate(Math.min(day, lastDay) + days)
   return target.toISOString().slice(0, 10)
 }

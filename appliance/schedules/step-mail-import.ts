@@ -13,8 +13,11 @@ import {
 type Column = 'month' | 'day' | 'subject' | 'body' | 'topic'
 
 const HEADERS: Record<string, Column> = {
-  month: 'month', 月齢: 'month', 月: 'month', day: 'day', 日: 'day', 日数: 'day',
-  subject: 'subject', 件名: 'subject', body: 'body', 本文: 'body', topic: 'topic', トピック: 'topic', 話題: 'topic'
+  month: 'month', 月齢: 'month', 月: 'month',
+  day: 'day', 日: 'day', 日数: 'day',
+  subject: 'subject', 件名: 'subject',
+  body: 'body', 本文: 'body',
+  topic: 'topic', トピック: 'topic', 話題: 'topic'
 }
 const NO_TOPIC = new Set(['-', 'none', 'なし'])
 const MAX_ROWS = 2000
@@ -35,7 +38,8 @@ export function importStepMailCsv (
 ): StepMailImportReport {
   directory.organisation(organisationId)
   const { text, encoding } = decodeCsv(input)
-  const report: StepMailImportReport = { encoding, dryRun: options.dryRun === true, added: 0, skipped: 0, errors: [] }
+  const dryRun = options.dryRun === true
+  const report: StepMailImportReport = { encoding, dryRun, added: 0, skipped: 0, errors: [] }
   const existing = new Set(listEntries(directory.store, new Set([organisationId]))
     .map((e) => `${e.month}/${e.day}/${e.subject}`))
   const entries: StepMailEntryInput[] = []
@@ -74,9 +78,12 @@ function readRows (text: string): Array<{ line: number, record: Partial<Record<C
   }
   const missing = (['month', 'subject', 'body'] as const).filter((c) => !found.includes(c))
   if (missing.length > 0) {
-    throw unreadable('no-column', `the first line must name the columns month (月齢), subject (件名) and body (本文); missing: ${missing.join(', ')}`)
+    throw unreadable('no-column', 'the first line must name the columns month (月齢), ' +
+      `subject (件名) and body (本文); missing: ${missing.join(', ')}`)
   }
-  if (rows.length > MAX_ROWS) throw unreadable('too-many-rows', `a calendar has at most ${MAX_ROWS} entries`)
+  if (rows.length > MAX_ROWS) {
+    throw unreadable('too-many-rows', `a calendar has at most ${MAX_ROWS} entries`)
+  }
   return rows.map((r) => ({ line: r.info.lines, record: r.record }))
 }
 
@@ -86,25 +93,37 @@ function unreadable (problem: string, message: string): MimamoriError {
 
 // Returns the entry, or what is wrong with the row in words an office clerk can act on.
 function readEntry (
-  directory: Directory, record: Partial<Record<Column, string>>, base: { organisationId: string, createdBy: string }
+  directory: Directory,
+  record: Partial<Record<Column, string>>,
+  base: { organisationId: string, createdBy: string }
 ): StepMailEntryInput | string {
   const month = readInteger(record.month, MONTH_RANGE)
-  if (month === undefined) return `month must be a whole number from ${MONTH_RANGE.min} to ${MONTH_RANGE.max}`
+  if (month === undefined) return `month must be ${wholeNumber(MONTH_RANGE)}`
   const day = record.day === undefined || record.day === '' ? 0 : readInteger(record.day, DAY_RANGE)
-  if (day === undefined) return `day must be a whole number from ${DAY_RANGE.min} to ${DAY_RANGE.max}`
+  if (day === undefined) return `day must be ${wholeNumber(DAY_RANGE)}`
   const subject = record.subject ?? ''
-  if (subject === '' || subject.length > 1000 || /[\r\n]/.test(subject)) return 'subject must be one line of 1 to 1000 characters'
+  if (subject === '' || subject.length > 1000 || /[\r\n]/.test(subject)) {
+    return 'subject must be one line of 1 to 1000 characters'
+  }
   const body = record.body ?? ''
   if (body === '' || body.length > 100_000) return 'body must have 1 to 100000 characters'
 
   const named = (record.topic ?? '').normalize('NFKC').trim()
-  const topic = named === '' ? 'child-rearing' : NO_TOPIC.has(named.toLowerCase()) ? null : directory.resolveTopic(named)
+  const topic = named === ''
+    ? 'child-rearing'
+    : NO_TOPIC.has(named.toLowerCase()) ? null : directory.resolveTopic(named)
   if (topic === undefined) return `no topic "${named}"`
   return { ...base, month, day, subject, body, topic }
 }
 
+function wholeNumber (range: { min: number, max: number }): string {
+  return `a whole number from ${range.min} to ${range.max}`
+}
+
 // Excel users type full-width digits and minus signs (－３); NFKC makes them ASCII.
-function readInteger (value: string | undefined, range: { min: number, max: number }): number | undefined {
+function readInteger (
+  value: string | undefined, range: { min: number, max: number }
+): number | undefined {
   const text = (value ?? '').normalize('NFKC').replace(/[−ー]/g, '-').trim()
   if (!/^[+-]?\d+$/.test(text)) return undefined
   const n = Number(text)

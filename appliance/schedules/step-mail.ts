@@ -57,20 +57,25 @@ export class StepMail {
     const { directory, store } = this.#o
     directory.organisation(input.organisationId)
     assertHeaderSafe('subject', input.subject)
-    if (input.subject.trim() === '') throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'the subject is empty')
+    if (input.subject.trim() === '') {
+      throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'the subject is empty')
+    }
     const topic = input.topic === null ? null : directory.resolveTopic(input.topic)
-    if (topic === undefined) throw new MimamoriError('MIMAMORI_BAD_REQUEST', `no topic "${input.topic}"`)
+    if (topic === undefined) {
+      throw new MimamoriError('MIMAMORI_BAD_REQUEST', `no topic "${input.topic}"`)
+    }
     const entry = addEntry(store, { ...input, topic }, this.#o.now())
-    this.#o.log.info({
-      entry: entry.id, organisation: entry.organisationId, month: entry.month, day: entry.day, by: entry.createdBy
-    }, 'step-mail entry added')
+    const { id, organisationId, month, day, createdBy } = entry
+    this.#o.log.info({ entry: id, organisation: organisationId, month, day, by: createdBy },
+      'step-mail entry added')
     return entry
   }
 
   remove (id: number, by: string): void {
     const entry = getEntry(this.#o.store, id)
     removeEntry(this.#o.store, id)
-    this.#o.log.info({ entry: id, organisation: entry.organisationId, by }, 'step-mail entry deleted')
+    this.#o.log.info({ entry: id, organisation: entry.organisationId, by },
+      'step-mail entry deleted')
   }
 
   /**
@@ -82,7 +87,8 @@ export class StepMail {
     const { config } = this.#o
     const now = this.#o.now()
     const today = todayIn(config.timeZone, now)
-    const through = hourIn(config.timeZone, now) >= config.stepMail.hour ? today : addDays(today, -1)
+    const started = hourIn(config.timeZone, now) >= config.stepMail.hour
+    const through = started ? today : addDays(today, -1)
     const window = { from: addDays(today, -config.stepMail.graceDays), through }
     const run: StepMailRun = { through, entries: 0, broadcasts: 0, recipients: 0 }
 
@@ -100,7 +106,9 @@ export class StepMail {
   }
 
   /** entry → contact → the children the entry is due for, not yet sent. */
-  private dueByEntry (window: { from: string, through: string }): Map<StepMailEntry, Map<number, DueChild[]>> {
+  private dueByEntry (
+    window: { from: string, through: string }
+  ): Map<StepMailEntry, Map<number, DueChild[]>> {
     const { store } = this.#o
     const out = new Map<StepMailEntry, Map<number, DueChild[]>>()
     const byDate = dueByChildDate(listEntries(store), window)
@@ -132,9 +140,11 @@ export class StepMail {
     const out = new Map<number, DueChild[]>()
     for (const [id, children] of due) {
       const s = directory.subscriber(id)
-      if (s === undefined || s.status !== 'active' || s.left?.includes(entry.organisationId) === true) continue
+      if (s === undefined || s.status !== 'active') continue
+      if (s.left?.includes(entry.organisationId) === true) continue
       if (entry.topic !== null && !s.topics.includes(entry.topic)) continue
-      if (directory.isSuppressed(s.index) || !scope.some((org) => directory.isMember(id, org))) continue
+      if (directory.isSuppressed(s.index)) continue
+      if (!scope.some((org) => directory.isMember(id, org))) continue
       out.set(id, children)
     }
     return out
@@ -142,8 +152,9 @@ export class StepMail {
 
   private send (entry: StepMailEntry, recipients: Map<number, DueChild[]>): boolean {
     const { store, log } = this.#o
+    const { organisationId, subject, body } = entry
     const input = {
-      organisationId: entry.organisationId, subject: entry.subject, body: entry.body, priority: 'bulk' as const,
+      organisationId, subject, body, priority: 'bulk' as const,
       targets: { subscribers: [...recipients.keys()] }, createdBy: `step-mail:${entry.id}`
     }
     try {
@@ -151,20 +162,22 @@ export class StepMail {
         const at = new Date().toISOString()
         for (const [subscriberId, children] of recipients) {
           for (const { childDate, day } of children) {
-            recordSent(store, { entryId: entry.id, subscriberId, childDate }, { broadcastId: b.id, day, at })
+            const sent = { broadcastId: b.id, day, at }
+            recordSent(store, { entryId: entry.id, subscriberId, childDate }, sent)
           }
         }
       })
       log.info({
-        entry: entry.id, organisation: entry.organisationId, month: entry.month, broadcast: broadcast.id,
-        recipients: recipients.size
+        entry: entry.id, organisation: organisationId, month: entry.month,
+        broadcast: broadcast.id, recipients: recipients.size
       }, 'step mail sent')
       return true
     } catch (err) {
       if (err instanceof RunTaken) return false
       const code = err instanceof MimamoriError ? err.code : 'MIMAMORI_INTERNAL'
       const detail = code === 'MIMAMORI_INTERNAL' ? { err } : {}
-      log.warn({ entry: entry.id, organisation: entry.organisationId, code, ...detail }, 'step mail failed')
+      log.warn({ entry: entry.id, organisation: organisationId, code, ...detail },
+        'step mail failed')
       return false
     }
   }

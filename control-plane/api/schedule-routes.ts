@@ -4,8 +4,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Type, type Static } from '@sinclair/typebox'
 import type { Appliance } from '../../appliance/appliance.js'
-import type { Targets as BroadcastTargets } from '../../appliance/broadcasts.js'
-import { getSchedule, listSchedules, recentRuns, type Schedule } from '../../appliance/schedules/schedule-book.js'
+import { PRIORITIES, type Targets as BroadcastTargets } from '../../appliance/broadcasts.js'
+import {
+  getSchedule, listSchedules, recentRuns, type Schedule
+} from '../../appliance/schedules/schedule-book.js'
 import {
   DAY_RANGE, MONTH_RANGE, getEntry, listEntries, sentCount, type StepMailEntry
 } from '../../appliance/schedules/step-mail-calendar.js'
@@ -17,7 +19,7 @@ function scheduleBody () {
     organisation: Type.String({ minLength: 1, maxLength: 40 }),
     subject: Type.String({ minLength: 1, maxLength: 1000 }),
     body: Type.String({ maxLength: 100000 }),
-    priority: Type.Union([Type.Literal('emergency'), Type.Literal('normal'), Type.Literal('bulk')], { default: 'normal' }),
+    priority: Type.Union(PRIORITIES.map((p) => Type.Literal(p)), { default: 'normal' }),
     targets: Targets,
     at: Type.Optional(Type.String({ minLength: 1, maxLength: 40 })),
     cron: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
@@ -37,6 +39,7 @@ const StepMailBody = Type.Object({
 }, { additionalProperties: false })
 
 const IdParams = Type.Object({ id: Type.Integer({ minimum: 1 }) })
+type Params = Static<typeof IdParams>
 
 export function scheduleRoutes (app: FastifyInstance, appliance: Appliance): void {
   broadcastScheduleRoutes(app, appliance)
@@ -50,7 +53,9 @@ function broadcastScheduleRoutes (app: FastifyInstance, appliance: Appliance): v
       const { organisation, targets, ...rest } = request.body
       requireOrganisation(appliance, token, organisation)
       const schedule = appliance.scheduler.create({
-        ...rest, organisationId: organisation, targets: apiTargets(appliance, organisation, targets),
+        ...rest,
+        organisationId: organisation,
+        targets: apiTargets(appliance, organisation, targets),
         createdBy: `token:${token.name}`
       })
       void reply.code(201)
@@ -63,17 +68,19 @@ function broadcastScheduleRoutes (app: FastifyInstance, appliance: Appliance): v
     return { schedules: schedules.map((s) => scheduleView(appliance, s)) }
   })
 
-  app.get<{ Params: Static<typeof IdParams> }>('/schedules/:id', { schema: { params: IdParams } }, async (request) => {
-    const token = requireScope(request, 'broadcasts:read')
-    const schedule = getSchedule(appliance.store, request.params.id)
-    requireOrganisation(appliance, token, schedule.organisationId)
-    return { ...scheduleView(appliance, schedule), runs: recentRuns(appliance.store, schedule.id) }
-  })
+  app.get<{ Params: Params }>('/schedules/:id', { schema: { params: IdParams } },
+    async (request) => {
+      const token = requireScope(request, 'broadcasts:read')
+      const schedule = getSchedule(appliance.store, request.params.id)
+      requireOrganisation(appliance, token, schedule.organisationId)
+      return { ...scheduleView(appliance, schedule), runs: recentRuns(appliance.store, schedule.id) }
+    })
 
-  app.delete<{ Params: Static<typeof IdParams> }>('/schedules/:id', { schema: { params: IdParams } },
+  app.delete<{ Params: Params }>('/schedules/:id', { schema: { params: IdParams } },
     async (request, reply) => {
       const token = requireScope(request, 'broadcasts:write')
-      requireOrganisation(appliance, token, getSchedule(appliance.store, request.params.id).organisationId)
+      const schedule = getSchedule(appliance.store, request.params.id)
+      requireOrganisation(appliance, token, schedule.organisationId)
       appliance.scheduler.remove(request.params.id, `token:${token.name}`)
       return await reply.code(204).send()
     })
@@ -99,10 +106,11 @@ function stepMailRoutes (app: FastifyInstance, appliance: Appliance): void {
     return { entries: entries.map((e) => entryView(appliance, e)) }
   })
 
-  app.delete<{ Params: Static<typeof IdParams> }>('/step-mail/:id', { schema: { params: IdParams } },
+  app.delete<{ Params: Params }>('/step-mail/:id', { schema: { params: IdParams } },
     async (request, reply) => {
       const token = requireScope(request, 'broadcasts:write')
-      requireOrganisation(appliance, token, getEntry(appliance.store, request.params.id).organisationId)
+      const entry = getEntry(appliance.store, request.params.id)
+      requireOrganisation(appliance, token, entry.organisationId)
       appliance.stepMail.remove(request.params.id, `token:${token.name}`)
       return await reply.code(204).send()
     })
@@ -111,7 +119,8 @@ function stepMailRoutes (app: FastifyInstance, appliance: Appliance): void {
 /** The organisations a token sees: its own subtree, or all for a city-wide token. */
 function tokenScope (appliance: Appliance, request: FastifyRequest): Set<string> | undefined {
   const organisationId = request.apiToken?.organisationId
-  return organisationId === undefined ? undefined : new Set(appliance.directory.organisationSubtree(organisationId))
+  if (organisationId === undefined) return undefined
+  return new Set(appliance.directory.organisationSubtree(organisationId))
 }
 
 // Group paths ('1年/2組') become group ids when the schedule is made, as for a broadcast.
