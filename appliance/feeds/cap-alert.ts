@@ -126,6 +126,9 @@ function refuse (problems: string[]): never {
 
 // ---- mapping -----------------------------------------------------------------------------
 
+// Known limitation: only the first reference counts, so a Cancel that names only a later Update
+// (not the original alert) withdraws nothing. The proper fix is for the hazard desk to match
+// any of the references against the event keys it holds.
 function originalOf (references: string): string | undefined {
   const [sender, identifier] = (references.split(/\s+/)[0] ?? '').split(',')
   if (sender === undefined || sender === '' || identifier === undefined) return undefined

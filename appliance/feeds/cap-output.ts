@@ -82,6 +82,8 @@ export function capAlertDocument (source: CapSource, broadcast: Broadcast): stri
       sender: senderAddress(config),
       sent: withOffset(broadcast.submittedAt, config.timeZone),
       status: draft?.drill === true ? 'Exercise' : 'Actual',
+      // Known limitation: a notice cancelling or correcting a sent alert is published as an
+      // Alert of its own; the proper fix is Cancel/Update with <references> to the original.
       msgType: 'Alert',
       scope: 'Public',
       info: infoOf(source, broadcast, draft, organisation)
