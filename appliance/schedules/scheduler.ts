@@ -66,8 +66,10 @@ export class Scheduler {
     this.#running = true
     const active = listSchedules(this.#o.store).filter((s) => s.state === 'active')
     for (const schedule of active) {
-      this.catchUp(schedule)
-      this.arm(getSchedule(this.#o.store, schedule.id))
+      this.safely(schedule.id, () => {
+        this.catchUp(schedule)
+        this.arm(getSchedule(this.#o.store, schedule.id))
+      })
     }
     const armed = this.#timers.size + this.#tasks.size
     this.#o.log.info({ active: active.length, armed }, 'schedules started')
@@ -121,11 +123,12 @@ export class Scheduler {
       this.armOnce(schedule.id, Date.parse(schedule.at))
       return
     }
-    const task = cronTask(schedule.cron as string, this.#o.config.timeZone, (context) => {
-      this.fire(schedule.id, context.date.getTime())
-    })
+    const fire = (date: Date): void => {
+      this.safely(schedule.id, () => { this.fire(schedule.id, date.getTime()) })
+    }
+    const task = cronTask(schedule.cron as string, this.#o.config.timeZone, (c) => { fire(c.date) })
     // node-cron reports a tick it ran late (a blocked event loop) as missed; the grace decides.
-    task.on('execution:missed', (context) => { this.fire(schedule.id, context.date.getTime()) })
+    task.on('execution:missed', (c) => { fire(c.date) })
     this.#tasks.set(schedule.id, task)
     void task.start()
     this.endIfOver(schedule.id)
@@ -136,8 +139,18 @@ export class Scheduler {
     this.#timers.set(id, setTimeout(() => {
       this.#timers.delete(id)
       if (due > this.#o.now().getTime()) this.armOnce(id, due)
-      else this.fire(id, due)
+      else this.safely(id, () => { this.fire(id, due) })
     }, delay))
+  }
+
+  // A schedule that cannot run (a damaged record, the store closing) is logged; it must not
+  // take the appliance, and the emergencies it carries, down with it.
+  private safely (id: number, work: () => void): void {
+    try {
+      work()
+    } catch (err) {
+      this.#o.log.error({ schedule: id, err }, 'schedule error')
+    }
   }
 
   private disarm (id: number): void {

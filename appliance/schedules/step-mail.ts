@@ -42,10 +42,19 @@ export class StepMail {
 
   /** Sends what fell due while stopped, then runs every day at stepMail.hour. */
   start (): void {
-    this.runDue()
+    this.safeRun()
     const { hour } = this.#o.config.stepMail
-    this.#task = cronTask(`0 ${hour} * * *`, this.#o.config.timeZone, () => { this.runDue() })
+    this.#task = cronTask(`0 ${hour} * * *`, this.#o.config.timeZone, () => { this.safeRun() })
     void this.#task.start()
+  }
+
+  // A failing run is logged; it must not stop the appliance from starting or sending.
+  private safeRun (): void {
+    try {
+      this.runDue()
+    } catch (err) {
+      this.#o.log.error({ err }, 'step mail error')
+    }
   }
 
   stop (): void {
