@@ -8,7 +8,8 @@ import { join } from 'node:path'
 import { Appliance, type BroadcastReport } from '../appliance/appliance.js'
 import { checkConfig } from '../appliance/config.js'
 import { createToken } from '../appliance/api-tokens.js'
-import { parseAddress } from '../appliance/address.js'
+import { maskAddress, parseAddress } from '../appliance/address.js'
+import type { LedgerRow } from '../appliance/ledger.js'
 import { startSimulatorFleet, type SimulatorFleet } from './simulator-fleet.js'
 import { CARRIER_ROUTES, createSampleCity, seedSubscribers } from './sample-city.js'
 import { MimamoriError } from '../appliance/errors.js'
@@ -87,22 +88,25 @@ async function runDemo (appliance: Appliance, fleet: SimulatorFleet, count: numb
   addProblemAddresses(appliance, city.cityId)
   const token = createToken(appliance.store, { name: 'demo', scopes: ['admin'] }).secret
   const url = await appliance.serve()
-  printWelcome(url, dataDir, token, count)
+  printWelcome(url, appliance.inboundUrl ?? '', dataDir, token, count)
 
   const broadcast = appliance.submit({
     organisationId: city.cityId, ...ALERT, priority: 'emergency', targets: { topics: ['suspicious-person'] }, createdBy: 'demo'
   })
   // Ctrl+C while sending closes the store under this timer: it stops instead of throwing.
+  let last = ''
   const progress = setInterval(() => {
     try {
-      printProgress(appliance.report(broadcast.id))
+      last = printProgress(appliance.report(broadcast.id), last)
     } catch {
       clearInterval(progress)
     }
   }, 250)
   const report = await appliance.finished(broadcast.id)
   clearInterval(progress)
+  printProgress(report, last)
   printFinal(report, await fleet.stats())
+  printProblemAddresses(appliance, broadcast.id)
   process.stdout.write(`\nThe appliance keeps serving at ${url} — press Ctrl+C to stop.\n`)
 }
 
@@ -114,16 +118,21 @@ async function startFleet (): Promise<SimulatorFleet> {
 }
 
 // A real city always has some dead and some unreachable addresses: the demo shows what happens.
+const PROBLEMS: Array<[string, string]> = [
+  ['unknown.user@docomo.ne.jp', 'a mailbox that does not exist: suppressed for every later broadcast'],
+  ['blocked.filter@ezweb.ne.jp', "the carrier's domain filter: not suppressed; the person is shown how to allow our mail"],
+  ['tempfail.busy@softbank.ne.jp', 'a gateway that keeps answering 451: retried with back-off, then given up'],
+  ['taro..yamada.@docomo.ne.jp', 'a pre-2009 carrier address: delivered, quoted in the envelope']
+]
+
 function addProblemAddresses (appliance: Appliance, cityId: string): void {
-  const addresses = ['unknown.user@docomo.ne.jp', 'blocked.filter@ezweb.ne.jp', 'tempfail.busy@softbank.ne.jp',
-    'taro..yamada.@docomo.ne.jp']
-  for (const text of addresses) {
+  for (const [text] of PROBLEMS) {
     const { subscriber } = appliance.directory.upsertSubscriber({ address: parseAddress(text), name: 'デモ' })
     appliance.directory.addMembership(subscriber.id, cityId)
   }
 }
 
-function printWelcome (url: string, dataDir: string, token: string, count: number): void {
+function printWelcome (url: string, inbound: string, dataDir: string, token: string, count: number): void {
   process.stdout.write([
     'Mimamori demo',
     `  data folder (temporary): ${dataDir}`,
@@ -131,16 +140,37 @@ function printWelcome (url: string, dataDir: string, token: string, count: numbe
     `  API:      ${url}/api/v1/broadcasts   (Authorization: Bearer ${token})`,
     `  health:   ${url}/healthz`,
     `  metrics:  ${url}/metrics`,
+    `  inbound mail (sign-up, replies, bounces, mail-in commands): ${inbound}`,
     '',
     'Sending the sample emergency alert 「不審者情報」 to every subscriber of that topic...',
     ''
   ].join('\n'))
 }
 
-function printProgress (report: BroadcastReport): void {
+/** Prints a progress line when it differs from the last one; returns the line. */
+function printProgress (report: BroadcastReport, last: string): string {
   const c = report.counts
-  process.stdout.write(`  ${report.status.padEnd(9)} accepted ${c.accepted}/${report.total}  ` +
-    `deferred ${c.deferred}  failed ${c.failed}\n`)
+  const line = `  ${report.status.padEnd(9)} accepted ${c.accepted}/${report.total}  ` +
+    `deferred ${c.deferred}  failed ${c.failed}\n`
+  if (line !== last) process.stdout.write(line)
+  return line
+}
+
+function printProblemAddresses (appliance: Appliance, broadcastId: number): void {
+  process.stdout.write('\n  what happened to the problem addresses (masked as in the logs):\n')
+  for (const [text, meaning] of PROBLEMS) {
+    const subscriber = appliance.directory.findSubscriber(parseAddress(text))
+    const row = subscriber === undefined ? undefined : ledgerRowOf(appliance, broadcastId, subscriber.id)
+    const outcome = row === undefined ? 'not a recipient' : `${row.st}${row.c === undefined ? '' : ` (${row.c})`}, ${row.n} attempt(s)`
+    process.stdout.write(`  ${maskAddress(text).padEnd(26)} ${outcome.padEnd(28)} ${meaning}\n`)
+  }
+}
+
+function ledgerRowOf (appliance: Appliance, broadcastId: number, subscriberId: number): LedgerRow | undefined {
+  for (const { value } of appliance.store.ledger.getRange({ start: [broadcastId, 0], end: [broadcastId, Infinity] })) {
+    if ((value as LedgerRow).s === subscriberId) return value as LedgerRow
+  }
+  return undefined
 }
 
 function printFinal (report: BroadcastReport, fleet: Awaited<ReturnType<SimulatorFleet['stats']>>): void {

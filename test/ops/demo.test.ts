@@ -55,6 +55,13 @@ t.test('demo sends the sample alert, prints a per-route table that adds up and i
   t.equal(sum('accepted'), TOTAL - 3, 'all but the dead, the filtered and the always-busy address were accepted')
   t.equal(sum('failed'), 3)
   for (const row of rows) t.equal(row.received, row.accepted, `${row.route}: the gateway received what the ledger accepted`)
+  t.match(out, /^ {2}un\*\*\*@docomo\.ne\.jp +failed \(550\), 1 attempt\(s\) +a mailbox that does not exist: suppressed/m)
+  t.match(out, /^ {2}bl\*\*\*@ezweb\.ne\.jp +failed \(550\), 1 attempt\(s\) +the carrier's domain filter: not suppressed/m)
+  t.match(out, /^ {2}te\*\*\*@softbank\.ne\.jp +failed \(451\), 3 attempt\(s\) +a gateway that keeps answering 451/m)
+  t.match(out, /^ {2}ta\*\*\*@docomo\.ne\.jp +accepted \(250\), 1 attempt\(s\) +a pre-2009 carrier address/m)
+  t.notMatch(out, /unknown\.user@|blocked\.filter@|tempfail\.busy@|taro\.\.yamada/, 'no problem address in clear')
+  t.match(out, /inbound mail \(sign-up, replies, bounces, mail-in commands\): smtp:\/\/127\.0\.0\.1:\d+\n/)
+  t.equal(new Set(progress).size, progress.length, 'a progress line is printed only when it changes')
 
   const health = await request(`${url as string}/healthz`)
   t.equal(health.statusCode, 200)
