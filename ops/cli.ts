@@ -13,7 +13,7 @@ Usage: mimamori <command> [options]
   bench [--recipients N] [--dkim] [--kill]   end-to-end benchmark; prints one JSON line
                                              (--kill: SIGKILL mid-broadcast, restart, count)
   check-config [--config FILE]               validate the configuration and print it
-  dkim-keygen --domain D --selector S [--out FILE] [--public-ip IP]
+  dkim-keygen --domain D --selector S [--out FILE] [--public-ip IP] [--bits N] [--rua ADDR]
                                              make a DKIM key and print the DNS records
   token create --name NAME --scopes S,S [--org CODE] [--config FILE]
                                              make an API token (shown once)

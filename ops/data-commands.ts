@@ -52,13 +52,15 @@ export async function dkimKeygenCommand (args: string[]): Promise<void> {
     selector: { type: 'string' },
     out: { type: 'string' },
     bits: { type: 'string' },
-    'public-ip': { type: 'string' }
+    'public-ip': { type: 'string' },
+    rua: { type: 'string' }
   })
   if (typeof values.domain !== 'string' || typeof values.selector !== 'string') {
     throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'dkim-keygen needs --domain and --selector')
   }
   const bits = typeof values.bits === 'string' ? Number(values.bits) : undefined
   const publicIp = values['public-ip'] as string | undefined
+  const rua = values.rua as string | undefined
   const file = resolve(typeof values.out === 'string' ? values.out : `dkim-${values.selector}.pem`)
   if (existsSync(file)) {
     throw new MimamoriError('MIMAMORI_CONFLICT', `${file} exists; give another --out or move the old key away`)
@@ -67,7 +69,8 @@ export async function dkimKeygenCommand (args: string[]): Promise<void> {
     domain: values.domain,
     selector: values.selector,
     ...(bits === undefined ? {} : { bits }),
-    ...(publicIp === undefined ? {} : { publicIp })
+    ...(publicIp === undefined ? {} : { publicIp }),
+    ...(rua === undefined ? {} : { rua })
   })
   writeFileSync(file, key.privateKeyPem, { mode: 0o600, flag: 'wx' })
   process.stderr.write(`Private key written to ${file} (mode 0600); set dkim.keyFile to it.\n`)

@@ -17,6 +17,11 @@ export interface DkimKeygenOptions {
   keyType?: 'rsa' | 'ed25519'
   /** The appliance's public sending address; without it SPF names the domain's MX hosts. */
   publicIp?: string
+  /**
+   * Where DMARC aggregate reports go: a mailbox a person reads. Not on the mail domain by
+   * default, since the appliance keeps no mailbox and refuses unknown local parts there.
+   */
+  rua?: string
 }
 
 export interface DkimKey { privateKeyPem: string, records: DkimDnsRecords }
@@ -30,6 +35,9 @@ const TXT_STRING = 255
 
 function checkOptions (options: DkimKeygenOptions): void {
   const bits = options.bits ?? 2048
+  if (options.rua !== undefined && !/^[^\s@;,!]+@[a-z0-9.-]+\.[a-z]{2,}$/i.test(options.rua)) {
+    throw new MimamoriError('MIMAMORI_BAD_REQUEST', `--rua "${options.rua}" is not a mail address`)
+  }
   if (!DOMAIN.test(options.domain.toLowerCase())) {
     throw new MimamoriError('MIMAMORI_BAD_REQUEST', `"${options.domain}" is not a domain name`)
   }
@@ -80,7 +88,9 @@ export function generateDkimKey (options: DkimKeygenOptions): DkimKey {
     // p=none first: a mistake in SPF or DKIM must not send a disaster alert to spam while the
     // reports (rua) are still unread. Move to p=quarantine once a few weeks of reports pass.
     dmarc: {
-      name: `_dmarc.${domain}`, type: 'TXT', value: `v=DMARC1; p=none; rua=mailto:dmarc@${domain}`
+      name: `_dmarc.${domain}`,
+      type: 'TXT',
+      value: options.rua === undefined ? 'v=DMARC1; p=none' : `v=DMARC1; p=none; rua=mailto:${options.rua}`
     }
   }
   return { privateKeyPem, records }
@@ -125,9 +135,9 @@ export function formatDnsRecords (records: DkimDnsRecords): string {
     zoneLine(records.spf),
     '',
     '; DMARC: まず p=none で報告（rua）だけを受け取り、問題がなければ p=quarantine に上げます。',
-    ';   rua の宛先は人が読むメールボックスにしてください。',
+    ';   rua の宛先は人が読むメールボックスにしてください（--rua。本機のドメインは受け取れません）。',
     '; DMARC: start with p=none and read the reports (rua); move to p=quarantine once they pass.',
-    ';   Point rua at a mailbox a person reads.',
+    ';   Point rua at a mailbox a person reads (--rua; the appliance\'s own domain keeps no mail).',
     zoneLine(records.dmarc),
     ''
   ].join('\n')

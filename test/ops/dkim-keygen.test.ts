@@ -43,8 +43,17 @@ t.test('the records have the names and shapes carriers look up', async (t) => {
   t.match(records.dkim.value, /^v=DKIM1; k=rsa; p=[A-Za-z0-9+/]+=*$/)
   t.same(records.spf, { name: DOMAIN, type: 'TXT', value: 'v=spf1 mx -all' })
   t.same(records.dmarc, {
-    name: `_dmarc.${DOMAIN}`, type: 'TXT', value: `v=DMARC1; p=none; rua=mailto:dmarc@${DOMAIN}`
+    name: `_dmarc.${DOMAIN}`, type: 'TXT', value: 'v=DMARC1; p=none'
   })
+})
+
+t.test('DMARC reports go to the mailbox --rua names, never to the appliance\'s own domain by default', async (t) => {
+  const dmarc = (rua?: string): string => generateDkimKey({
+    domain: DOMAIN, selector: 's1', keyType: 'ed25519', ...(rua === undefined ? {} : { rua })
+  }).records.dmarc.value
+  t.equal(dmarc('dmarc-reports@city.example.jp'), 'v=DMARC1; p=none; rua=mailto:dmarc-reports@city.example.jp')
+  t.notMatch(dmarc(), /rua=/)
+  t.throws(() => dmarc('not an address; p=reject'), { code: 'MIMAMORI_BAD_REQUEST', message: /--rua/ })
 })
 
 t.test('a public address given goes into SPF as ip4 or ip6', async (t) => {
@@ -64,7 +73,7 @@ t.test('the zone lines split the DKIM key into strings of at most 255 characters
   t.ok(strings.length >= 2)
   for (const s of strings) t.ok(s.length <= 255)
   t.equal(strings.join(''), records.dkim.value)
-  t.match(text, `_dmarc.${DOMAIN}. 3600 IN TXT "v=DMARC1; p=none;`)
+  t.match(text, `_dmarc.${DOMAIN}. 3600 IN TXT "v=DMARC1; p=none"`)
   t.match(text, `${DOMAIN}. 3600 IN TXT "v=spf1 mx -all"`)
   t.match(text, /公開鍵/)
   t.match(text, /public key/)
