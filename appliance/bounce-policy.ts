@@ -133,7 +133,9 @@ function suppress (deps: PolicyDeps, subscriber: Subscriber, reason: string): Po
 function flagDomainAllow (deps: PolicyDeps, subscriber: Subscriber, facts: BounceFacts): PolicyResult {
   const current = deps.directory.subscriber(subscriber.id)
   if (current === undefined) return 'ignored'
-  const flag: DomainAllowFlag = { at: new Date(facts.at).toISOString(), reason: facts.reason, source: facts.source }
+  // `at` is when the filter first refused us: the flag is "since", and a later refusal keeps it
+  const at = current.needsDomainAllow?.at ?? new Date(facts.at).toISOString()
+  const flag: DomainAllowFlag = { at, reason: facts.reason, source: facts.source }
   deps.store.subscribers.putSync(current.id, { ...current, needsDomainAllow: flag })
   return 'flagged'
 }

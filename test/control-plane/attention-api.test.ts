@@ -38,6 +38,10 @@ t.test("staff read their organisation's replies and the members a domain filter 
     t.match(json(refused).members, [{ subscriberId: filtered, address: 'bl***@ezweb.ne.jp', carrier: 'ezweb.ne.jp', reason: 'filtered', source: 'smtp' }])
     t.equal(json(refused).members.length, 1, 'only the refused member')
     t.notMatch(refused.body, FILTERED)
+    const since = json(refused).members[0].since as string
+    await deliver(appliance, simulators, school, '【連絡】二通目')
+    const later = await app.inject({ method: 'GET', url: `/api/v1/organisations/${school}/domain-filtered`, headers })
+    t.equal(json(later).members[0].since, since, 'a second refusal keeps the time of the first')
     t.notOk(logLines.some((l) => l.includes(MAMA) || l.includes(FILTERED)), 'no address in the logs')
 
     for (const url of [`/api/v1/organisations/${other}/replies`, `/api/v1/organisations/${other}/domain-filtered`]) {
