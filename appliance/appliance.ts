@@ -28,6 +28,8 @@ import { registerInboundHandlers } from './inbound/handlers.js'
 import { HazardDesk } from './feeds/hazard-desk.js'
 import { seedRules } from './feeds/alert-rules.js'
 import { FeedPoller } from './feeds/feed-poller.js'
+import { CapFeedPoller } from './feeds/cap-feed-poller.js'
+import type { HazardEvent } from './feeds/hazard-event.js'
 import { Scheduler, scheduleDeps } from './schedules/scheduler.js'
 import { StepMail } from './schedules/step-mail.js'
 
@@ -54,6 +56,8 @@ export class Appliance {
   hazards!: HazardDesk
   /** polls the JMA feeds when feeds.jma.enabled; its status() is on /metrics */
   feeds!: FeedPoller
+  /** polls the CAP feeds in feeds.cap.feeds; its status() is on /metrics too */
+  capFeeds!: CapFeedPoller
   /** scheduled and repeating broadcasts, and step mail by a child's age (schedules/) */
   scheduler!: Scheduler
   stepMail!: StepMail
@@ -99,8 +103,11 @@ export class Appliance {
     inbound.start()
     const resumed = dispatcher.resumeUnfinished()
     appliance.hazards.start()
-    appliance.feeds = feedPoller(appliance)
+    const pollers = feedPollers(appliance)
+    appliance.feeds = pollers.feeds
+    appliance.capFeeds = pollers.capFeeds
     appliance.feeds.start()
+    appliance.capFeeds.start()
     appliance.scheduler = new Scheduler(scheduleDeps(appliance, options.now))
     appliance.stepMail = new StepMail(scheduleDeps(appliance, options.now))
     appliance.scheduler.start()
@@ -258,6 +265,7 @@ export class Appliance {
     await this.http?.close()
     await this.inbound.stop()
     await this.feeds.stop()
+    await this.capFeeds.stop()
     this.hazards.stop()
     this.scheduler.stop()
     this.stepMail.stop()
@@ -281,13 +289,18 @@ function hazardDesk (appliance: Appliance): HazardDesk {
   })
 }
 
-function feedPoller (appliance: Appliance): FeedPoller {
-  return new FeedPoller({
-    store: appliance.store,
-    config: appliance.config.feeds,
-    log: appliance.log.child({ component: 'feeds' }),
-    onTelegram: (event) => { appliance.hazards.ingest(event) }
-  })
+// The JMA and the CAP feeds: both hand their events to the hazard desk.
+function feedPollers (appliance: Appliance): Pick<Appliance, 'feeds' | 'capFeeds'> {
+  const { store, config, log } = appliance
+  const ingest = (event: HazardEvent): void => { appliance.hazards.ingest(event) }
+  return {
+    feeds: new FeedPoller({
+      store, config: config.feeds, log: log.child({ component: 'feeds' }), onTelegram: ingest
+    }),
+    capFeeds: new CapFeedPoller({
+      store, config: config.feeds, log: log.child({ component: 'cap-feeds' }), onAlert: ingest
+    })
+  }
 }
 
 // The appliance's own mails (sign-up links, confirmations) go out in the city's name when no

@@ -55,7 +55,7 @@ export function metricsText (appliance: Appliance): string {
 
 // A feed that stopped answering must be seen before the next earthquake, not after it.
 function feedFamilies (lines: string[], appliance: Appliance): void {
-  const feeds = appliance.feeds.status()
+  const feeds = [...appliance.feeds.status(), ...appliance.capFeeds.status()]
   family(lines, 'mimamori_feed_failures', 'gauge', 'Polls of the feed that failed in a row (0: the last one worked).',
     feeds.map((f) => [{ feed: f.url }, f.failures]))
   family(lines, 'mimamori_feed_last_success_seconds', 'gauge',

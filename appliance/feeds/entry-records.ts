@@ -57,7 +57,9 @@ export class EntryRecords<E> {
   }
 
   /** Records an entry that is not handed on: skipped, refused or failed for good. */
-  note<O extends EntryOutcome> (feed: string, entry: E, type: string, outcome: O, reason: string): O {
+  note<O extends EntryOutcome> (
+    feed: string, entry: E, type: string, outcome: O, reason: string
+  ): O {
     this.put(entry, { at: now(), feed, type, outcome, reason: reason.slice(0, 300) })
     return outcome
   }
@@ -110,7 +112,7 @@ export class EntryRecords<E> {
   }
 
   /** Forgets this book's records older than keepMs, except those still to be handed on. */
-  protected forget (keepMs: number): number {
+  forget (keepMs: number): number {
     if (!Number.isFinite(keepMs)) return 0
     const cutoff = new Date(Date.now() - keepMs).toISOString()
     const old: string[][] = []

@@ -10,7 +10,9 @@ import type { Store } from '../store/store.js'
 import type { AtomEntry } from './atom-feed.js'
 import type { HazardEvent } from './hazard-event.js'
 import { READ_TYPES, readJmaTelegram, telegramType } from './jma-telegram.js'
-import { EntryRecords, oldestFirst, type EntryOutcome, type EntryRecord as AnyEntryRecord } from './entry-records.js'
+import {
+  EntryRecords, oldestFirst, type EntryOutcome, type EntryRecord as AnyEntryRecord
+} from './entry-records.js'
 
 export type { EntryOutcome }
 export type EntryRecord = AnyEntryRecord<AtomEntry>

@@ -5,7 +5,8 @@
 import { Agent, interceptors, type Dispatcher } from 'undici'
 import type { Logger } from 'pino'
 import type { Store } from '../store/store.js'
-import type { RequestLimits } from './feed-request.js'
+import type { FeedsConfig } from './feeds-config.js'
+import { requestDocument, type RequestLimits } from './feed-request.js'
 import { loadFeedState, saveFeedState, type FeedState, type FeedStatus } from './feed-state.js'
 
 export interface Feed { url: string, everySeconds: number }
@@ -16,8 +17,7 @@ export interface FeedLoopOptions {
   store: Store
   log: Logger
   feeds: Feed[]
-  userAgent: string
-  maxBackoffSeconds: number
+  config: Pick<FeedsConfig, 'userAgent' | 'maxBackoffSeconds'>
   timeoutSeconds?: number
   maxBytes?: number
   /** the first retry after a failed poll; it doubles up to maxBackoffSeconds */
@@ -42,11 +42,12 @@ export abstract class FeedLoop {
     this.log = o.log
     this.feeds = o.feeds.map(({ url, everySeconds }) => ({ url, everySeconds }))
     this.limits = {
-      userAgent: o.userAgent,
+      userAgent: o.config.userAgent,
       timeoutMs: (o.timeoutSeconds ?? 20) * 1000,
       maxBytes: o.maxBytes ?? 8 * 1024 * 1024
     }
-    this.#backoff = { firstSeconds: o.firstRetrySeconds ?? 15, maxSeconds: o.maxBackoffSeconds }
+    const maxSeconds = o.config.maxBackoffSeconds
+    this.#backoff = { firstSeconds: o.firstRetrySeconds ?? 15, maxSeconds }
   }
 
   /** Reads one feed and settles it with succeeded() or failed(); a throw counts as failed. */
@@ -100,6 +101,18 @@ export abstract class FeedLoop {
     await Promise.allSettled([...this.#inFlight.values()])
   }
 
+  /** GETs an entry's document: its body, or why not (transient: worth asking again). */
+  protected async fetchEntry (
+    url: string
+  ): Promise<Buffer | { reason: string, transient: boolean }> {
+    const agent = this.#agent
+    if (agent === undefined) return { reason: 'stopped', transient: true }
+    const res = await requestDocument(agent, url, this.limits)
+    if (res.outcome === 'ok') return res.body
+    if (res.outcome === 'failed') return res
+    return { reason: 'HTTP 304 without a conditional request', transient: false }
+  }
+
   protected run (feed: Feed): void {
     if (this.#stopped) return
     if (this.#inFlight.has(feed.url)) {
@@ -130,7 +143,9 @@ export abstract class FeedLoop {
   }
 
   /** Records a good read and schedules the next; true when the feed had been failing. */
-  protected succeeded (feed: Feed, state: FeedState, entries: number, validators?: Validators): boolean {
+  protected succeeded (
+    feed: Feed, state: FeedState, entries: number, validators?: Validators
+  ): boolean {
     const recovered = state.failures > 0
     state.failures = 0
     state.lastError = undefined

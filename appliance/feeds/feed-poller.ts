@@ -56,11 +56,10 @@ export class FeedPoller extends FeedLoop {
   #prunedAt = 0
 
   constructor (options: FeedPollerOptions) {
-    const { config } = options
-    const { userAgent, maxBackoffSeconds } = config
-    super({ ...options, feeds: config.jma.feeds, userAgent, maxBackoffSeconds })
+    super({ ...options, feeds: options.config.jma.feeds })
     this.#o = options
-    this.#book = new EntryBook(options.store, options.maxEntryAgeHours ?? 6, config.jma.offices)
+    const { store, maxEntryAgeHours, config } = options
+    this.#book = new EntryBook(store, maxEntryAgeHours ?? 6, config.jma.offices)
   }
 
   /** Reads every feed once (the long ones to catch up), then polls the high-frequency ones. */
@@ -126,15 +125,11 @@ export class FeedPoller extends FeedLoop {
   }
 
   private async take (feed: Feed, entry: AtomEntry, type: string): Promise<EntryOutcome | 'retry'> {
-    const agent = this.agent
-    if (agent === undefined) return 'retry'
-    const res = await requestDocument(agent, entry.link, this.limits)
-    if (res.outcome !== 'ok') {
-      const failed = res.outcome === 'failed'
-      const reason = failed ? res.reason : 'HTTP 304 without a conditional request'
-      return this.#book.failed(feed.url, entry, type, reason, failed && res.transient)
+    const body = await this.fetchEntry(entry.link)
+    if (!Buffer.isBuffer(body)) {
+      return this.#book.failed(feed.url, entry, type, body.reason, body.transient)
     }
-    const taken = this.#book.read(feed.url, entry, type, res.body)
+    const taken = this.#book.read(feed.url, entry, type, body)
     if (taken.event !== undefined) {
       await this.#book.handOn(taken.event, entry, this.#o.onTelegram, this.log)
     }
