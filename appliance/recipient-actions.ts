@@ -3,7 +3,7 @@
 // an immutable consent event.
 
 import type { Appliance } from './appliance.js'
-import { readToken } from './recipient-token.js'
+import { readToken, type TokenPurpose } from './recipient-token.js'
 import type { Broadcast } from './broadcasts.js'
 import type { LedgerRow } from './ledger.js'
 import type { Subscriber } from './directory.js'
@@ -19,8 +19,10 @@ export interface RecipientContext {
 export type OptOutChannel = 'one-click' | 'web' | 'reply' | 'complaint'
 
 /** The recipient a token names, or undefined for a forged or stale token. */
-export function recipientOf (appliance: Appliance, token: string): RecipientContext | undefined {
-  const ref = readToken(appliance.vault, token)
+export function recipientOf (
+  appliance: Appliance, token: string, purpose: TokenPurpose = 'recipient'
+): RecipientContext | undefined {
+  const ref = readToken(appliance.vault, token, purpose)
   if (ref === undefined) return undefined
   const broadcast = appliance.store.broadcasts.get(ref.broadcastId) as Broadcast | undefined
   const row = appliance.store.ledger.get([ref.broadcastId, ref.seq]) as LedgerRow | undefined

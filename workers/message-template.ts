@@ -26,7 +26,10 @@ export interface BroadcastContent {
 
 export interface RecipientFields {
   to: string
+  /** the recipient token: links, Reply-To, Message-ID */
   token: string
+  /** the return-path token (recipient-token.ts); the recipient token when absent */
+  bounceToken?: string
 }
 
 export interface RenderedMessage {
@@ -202,7 +205,7 @@ function checkRecipient (recipient: RecipientFields): void {
   assertHeaderSafe('to', recipient.to)
   assertHeaderSafe('token', recipient.token)
 
-  if (!TOKEN.test(recipient.token)) {
+  if (!TOKEN.test(recipient.token) || (recipient.bounceToken !== undefined && !TOKEN.test(recipient.bounceToken))) {
     throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'token may hold only [A-Za-z0-9_-]')
   }
   if (!SMTP_ADDRESS.test(recipient.to)) {
@@ -294,7 +297,7 @@ export class MessageTemplate {
     ])
 
     const raw = this.#signer === undefined ? unsigned : this.#signer.sign(unsigned)
-    return { envelopeFrom: `bounce+${token}@${domain}`, to, messageId, raw }
+    return { envelopeFrom: `bounce+${recipient.bounceToken ?? token}@${domain}`, to, messageId, raw }
   }
 
   // RFC 8058 needs only the HTTPS URI; the mailto URI and Reply-To appear when replies are read.

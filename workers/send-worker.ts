@@ -134,7 +134,10 @@ async function sendOne (
 ): Promise<Outcome> {
   try {
     const contact = JSON.parse(vault.open(r.sealed)) as { a: string }
-    const message = template.render({ to: contact.a, token: makeToken(vault, { broadcastId, seq: r.seq }) })
+    const ref = { broadcastId, seq: r.seq }
+    const message = template.render({
+      to: contact.a, token: makeToken(vault, ref), bounceToken: makeToken(vault, ref, 'bounce')
+    })
     return await deliver(route, r.seq, { from: message.envelopeFrom, to: message.to }, message.raw)
   } catch (err) {
     return classifyFailure(r.seq, err)

@@ -21,7 +21,7 @@ export function bounceHandler (appliance: Appliance): (mail: InboundMail) => Pro
 }
 
 export async function handleBounce (appliance: Appliance, mail: InboundMail): Promise<void> {
-  const context = recipientOf(appliance, mail.tag ?? '')
+  const context = recipientOf(appliance, mail.tag ?? '', 'bounce')
   if (context === undefined) {
     appliance.log.child({ component: 'inbound' }).warn({ inbound: mail.id }, 'bounce to an unknown recipient token dropped')
     return

@@ -107,8 +107,9 @@ export class InboundServer {
     const target = targetOf(recipient, this.#o.mailDomain)
     if (target === undefined) return smtpReply(550, '5.1.1 No such user here')
     // A reply or bounce address carries a signed recipient token: a forged one is nobody's.
+    const purpose = target.kind === 'bounce' ? 'bounce' : 'recipient'
     const tokened = target.kind === 'reply' || target.kind === 'bounce'
-    if (tokened && readToken(this.#o.vault, target.tag ?? '') === undefined) {
+    if (tokened && readToken(this.#o.vault, target.tag ?? '', purpose) === undefined) {
       return smtpReply(550, '5.1.1 No such user here')
     }
     return null

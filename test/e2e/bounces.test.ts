@@ -74,6 +74,25 @@ t.test('a user-unknown DSN marks the ledger row and suppresses the address for t
   t.equal(next.excluded, 1, 'the dead address is left out')
 })
 
+t.test('a bounce forged from what a reader of the message sees is refused; the return path differs', async (t) => {
+  const { appliance, city, simulators } = await startAppliance(t, { inbound: true })
+  const school = city.schools[0] as string
+  const victim = subscribe(appliance, school, DEAD)
+  const sent = await deliver(appliance, simulators, school)
+  const mine = sent.byAddress.get(DEAD)
+  const seen = /^reply\+([A-Za-z0-9_-]{27})@/.exec(mine?.replyTo ?? '')?.[1] ?? ''
+  t.not(seen, mine?.token, 'the Reply-To, links and Message-ID carry another token than the return path')
+  t.notMatch(mine?.messageId ?? '', mine?.token ?? '', 'the Message-ID does not carry the return-path token')
+
+  const forged = await sendMessage(t, appliance.inboundPort as number, {
+    from: '', to: [`bounce+${seen}@mimamori.example.jp`], data: fixture('rhost-kddi-02.eml')
+  })
+  t.match(forged.rcptTo[0], /^550 /, 'the recipient token does not open the return path')
+  await appliance.inbound.idle()
+  t.notOk(suppressed(appliance, DEAD), 'nobody is suppressed')
+  t.equal(rowOf(appliance, sent.broadcastId, victim)?.b, undefined)
+})
+
 t.test('three soft bounces within 14 days suppress the address; two do not', async (t) => {
   const { appliance, city, simulators } = await startAppliance(t, { inbound: true })
   const school = city.schools[0] as string

@@ -32,10 +32,16 @@ t.test('each recipient gets a personal message with its own links and headers', 
     t.equal(parsed.to && 'text' in parsed.to ? parsed.to.text : '', to, 'To is the recipient alone')
     t.ok((parsed.text ?? '').includes(body), 'the body decodes back exactly')
 
-    const token = /^bounce\+([A-Za-z0-9_-]+)@mimamori\.example\.jp$/.exec(message.mailFrom)?.[1] as string
-    t.ok(token, 'the return path carries the recipient token (VERP)')
+    const bounceToken = /^bounce\+([A-Za-z0-9_-]+)@mimamori\.example\.jp$/.exec(message.mailFrom)?.[1] as string
+    t.ok(bounceToken, 'the return path carries a per-recipient token (VERP)')
+    const bounceRef = readToken(appliance.vault, bounceToken, 'bounce')
+    t.equal(bounceRef?.broadcastId, b.id)
+    const token = /^reply\+([A-Za-z0-9_-]+)@/.exec(parsed.replyTo?.value[0]?.address ?? '')?.[1] as string
     tokens.add(token)
     const ref = readToken(appliance.vault, token)
+    t.same(ref, bounceRef, 'both tokens name the same ledger row')
+    t.equal(readToken(appliance.vault, bounceToken), undefined, 'the return-path token opens no page or reply')
+    t.equal(readToken(appliance.vault, token, 'bounce'), undefined, 'the reader\'s token opens no return path')
     t.equal(ref?.broadcastId, b.id)
     const row = appliance.store.ledger.get([b.id, ref?.seq ?? -1]) as LedgerRow
     t.equal(appliance.directory.contact(appliance.directory.subscriber(row.s)!).a, to, 'the token names this recipient')
