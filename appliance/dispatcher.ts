@@ -25,6 +25,7 @@ import type { SendTask } from '../workers/send-worker.js'
 import type { BroadcastContent } from '../workers/message-template.js'
 
 const CHUNK = 500
+const QUICK_RETRY_MS = 1000
 const LANES: Priority[] = ['emergency', 'normal', 'bulk']
 
 interface Pending { seq: number, row: LedgerRow }
@@ -397,11 +398,14 @@ export class Dispatcher extends EventEmitter {
 
     pace.deferred++
     if (outcome.category === 'throttled') pace.throttle(now)
-    this.defer(running, route, seq, row, detail, now)
+    this.defer(running, route, seq, row, detail, now, outcome.category === 'connection')
   }
 
+  // A lost connection says nothing about the recipient: its first retry comes at once, on a
+  // new connection, rather than after the back-off a gateway's 4xx earns.
   private defer (
-    running: Running, route: string, seq: number, row: LedgerRow, detail: Partial<LedgerRow>, now: number
+    running: Running, route: string, seq: number, row: LedgerRow, detail: Partial<LedgerRow>, now: number,
+    connectionLost = false
   ): void {
     const { delivery } = this.#o.config
     if (running.cancelled) {
@@ -412,7 +416,8 @@ export class Dispatcher extends EventEmitter {
       this.write(running, route, seq, row, { ...detail, st: 'failed', m: `expired: ${detail.m ?? ''}`, at: now })
       return
     }
-    const delay = Math.min(delivery.retryMaxSeconds, delivery.retryBaseSeconds * 2 ** (row.n - 1)) * 1000
+    const backOff = Math.min(delivery.retryMaxSeconds, delivery.retryBaseSeconds * 2 ** (row.n - 1)) * 1000
+    const delay = connectionLost && row.n <= 1 ? Math.min(backOff, QUICK_RETRY_MS) : backOff
     const at = now + Math.round(delay * (0.9 + Math.random() * 0.2))
     this.write(running, route, seq, row, { ...detail, st: 'deferred', t: at })
     running.cursors.get(route)?.retries.push({ at, seq })

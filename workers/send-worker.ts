@@ -48,6 +48,14 @@ const CLOSE_WAIT_MS = 1000
 const resolvers = new Map<string, MxResolver>()
 
 const activeTasks = new Map<string, number>()
+/** when this worker last finished a task on each route */
+const lastUsed = new Map<string, number>()
+/**
+ * Pooled connections idle longer than this are closed before the next task uses them. Gateways
+ * close idle sessions (often after 30 to 60 s) with a 421; a message sent on such a connection
+ * as the 421 arrives is deferred, which once held an emergency back for the retry delay.
+ */
+const IDLE_REUSE_MS = 15_000
 
 /** A transactional mail from the outbox (appliance/outbox.ts), rendered and signed here. */
 export interface SingleSendTask {
@@ -92,12 +100,16 @@ export async function sendSingle (task: SingleSendTask): Promise<Outcome> {
 }
 
 async function onRoute<T> (route: RouteTarget, work: () => Promise<T>): Promise<T> {
+  const idle = (activeTasks.get(route.name) ?? 0) === 0 &&
+    Date.now() - (lastUsed.get(route.name) ?? Date.now()) > IDLE_REUSE_MS
+  if (idle) await closeRoute(route.name)
   activeTasks.set(route.name, (activeTasks.get(route.name) ?? 0) + 1)
   try {
     return await work()
   } finally {
     const left = (activeTasks.get(route.name) ?? 1) - 1
     activeTasks.set(route.name, left)
+    lastUsed.set(route.name, Date.now())
     // A route allowed fewer connections than there are workers must not keep an idle one open
     // in this worker while another worker sends: close it when this worker has nothing for it.
     // MX connections go too: one per destination host adds up over a city's many domains, and

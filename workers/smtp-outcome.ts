@@ -62,6 +62,9 @@ export function classifyFailure (seq: number, error: unknown): Outcome {
   }
 
   const enhanced = ENHANCED.exec(text)
+  if (code < 500 && closedIdle(code, text, enhanced)) {
+    return { seq, kind: 'deferred', category: 'connection', code, message: text }
+  }
   if (code < 500) {
     const throttled = code === 421 || (enhanced?.[1] === '4' && enhanced[2] === '7')
     return { seq, kind: 'deferred', category: throttled ? 'throttled' : 'temporary', code, message: text }
@@ -71,6 +74,13 @@ export function classifyFailure (seq: number, error: unknown): Outcome {
   if (enhanced?.[2] === '1' && ['1', '2', '3', '10'].includes(enhanced[3] ?? '')) category = 'no-mailbox'
   else if (enhanced?.[2] === '7') category = 'blocked'
   return { seq, kind: 'rejected', category, code, message: text }
+}
+
+// A 421 that says the session timed out (4.4.2, or "timeout") is the gateway closing a
+// connection left idle, not a request to slow down: the route keeps its pace.
+function closedIdle (code: number, text: string, enhanced: RegExpExecArray | null): boolean {
+  if (code !== 421) return false
+  return (enhanced?.[2] === '4' && enhanced[3] === '2') || /time[d\s-]?out/i.test(text)
 }
 
 function shorten (text: string): string {

@@ -40,6 +40,23 @@ t.test('a 421 slows the route down and the message goes on a later attempt', asy
   t.equal(simulators.docomo?.acceptedCount('busy.parent@docomo.ne.jp'), 1)
 })
 
+t.test('a 421 closing an idle session is retried at once on a new connection; the route keeps its pace', async (t) => {
+  const { appliance, city, simulators } = await startAppliance(t, {
+    simulators: { docomo: { rules: [{ match: '^idle', code: 421, message: '4.4.2 Timeout - closing connection', times: 1 }] } },
+    // a gateway's 4xx would wait a minute before its retry
+    config: { delivery: { retryBaseSeconds: 60, slowdownSeconds: 30 } }
+  })
+  const id = subscribe(appliance, city.cityId, 'idle.parent@docomo.ne.jp')
+  const started = Date.now()
+  const report = await appliance.finished(send(appliance, city.cityId, { priority: 'emergency' }))
+  t.equal(report.counts.accepted, 1)
+  t.equal(rowOf(appliance, report.id, id)?.n, 2, 'accepted on the second attempt')
+  t.ok(Date.now() - started < 30_000, 'well before the minute a 4xx back-off would take')
+  const docomo = appliance.dispatcher.metrics().routes.find((r) => r.target.name === 'docomo')
+  t.equal(docomo?.throttles, 0, 'no slow-down counted')
+  t.equal(simulators.docomo?.acceptedCount('idle.parent@docomo.ne.jp'), 1)
+})
+
 t.test('a 451 defers the recipient and retries it with back-off until accepted', async (t) => {
   const { appliance, city, simulators } = await startAppliance(t, {
     simulators: { au: { rules: [{ match: '^tempfail', code: 451, times: 2 }] } }

@@ -10,7 +10,7 @@ const DOMAIN = 'mimamori.example.jp'
 
 /** An appliance with SMTP on port 0 whose reply and bounce mail is only collected. */
 async function collecting (t: Test, smtp: Record<string, unknown> = {}): Promise<{
-  appliance: Appliance, port: number, mails: InboundMail[], token: string
+  appliance: Appliance, port: number, mails: InboundMail[], token: string, bounceToken: string
 }> {
   const { appliance } = await startAppliance(t, { inbound: true, config: { smtp: { port: 0, ...smtp } } })
   const mails: InboundMail[] = []
