@@ -29,7 +29,10 @@ export interface InboundServerOptions {
 
 // One mail from a phone or a bounce names one of our addresses; a long list is a spammer's.
 const MAX_RECIPIENTS = 20
-const MAX_CLIENTS = 200
+const MAX_CLIENTS = 400
+// One address may hold a tenth of the connections: a client holding hundreds open must not shut
+// out the carriers' replies and bounces. A carrier refused here retries, as for any 421.
+const MAX_PER_CLIENT = 40
 // A header section this long is no real mail: refusing it spares the decoder.
 const MAX_HEADER_BYTES = 1024 * 1024
 
@@ -43,6 +46,7 @@ function smtpReply (code: number, message: string): Error & { responseCode: numb
 export class InboundServer {
   readonly #o: InboundServerOptions
   readonly #server: SMTPServer
+  readonly #perClient = new Map<string, number>()
   #port = 0
 
   constructor (options: InboundServerOptions) {
@@ -64,6 +68,8 @@ export class InboundServer {
       maxRecipients: MAX_RECIPIENTS,
       maxClients: MAX_CLIENTS,
       closeTimeout: 3000,
+      onConnect: (session, callback) => { callback(this.admit(session)) },
+      onClose: (session) => { this.release(session) },
       onRcptTo: (address, _session, callback) => { callback(this.checkRecipient(address)) },
       onData: (stream, session, callback) => { this.receive(stream, session, callback) }
     })
@@ -92,6 +98,25 @@ export class InboundServer {
   async close (): Promise<void> {
     if (!this.#server.server.listening) return
     await new Promise<void>((resolve) => this.#server.close(() => resolve()))
+  }
+
+  private admit (session: SMTPServerSession): Error | null {
+    const client = session.remoteAddress
+    const open = this.#perClient.get(client) ?? 0
+    if (open >= MAX_PER_CLIENT) {
+      this.#o.log.warn({ client }, 'inbound connection refused: too many from one address')
+      return smtpReply(421, '4.7.0 Too many connections from your address, try again later')
+    }
+    this.#perClient.set(client, open + 1)
+    ;(session as SMTPServerSession & { admitted?: boolean }).admitted = true
+    return null
+  }
+
+  private release (session: SMTPServerSession): void {
+    if ((session as SMTPServerSession & { admitted?: boolean }).admitted !== true) return
+    const left = (this.#perClient.get(session.remoteAddress) ?? 1) - 1
+    if (left <= 0) this.#perClient.delete(session.remoteAddress)
+    else this.#perClient.set(session.remoteAddress, left)
   }
 
   /** null to accept the recipient, else the refusal. */

@@ -1,4 +1,6 @@
 import t, { type Test } from 'tap'
+import net from 'node:net'
+import { once } from 'node:events'
 import nodemailer from 'nodemailer'
 import { startAppliance, waitFor } from '../../helpers.js'
 import { openSmtp, plainMail, sendMessage } from '../../smtp-session.js'
@@ -200,4 +202,21 @@ t.test('inbound.receive takes a mail without SMTP and ignores recipients not our
   await appliance.inbound.idle()
   t.equal(mails.length, 1)
   t.equal(mails[0]?.kind, 'reply')
+})
+
+t.test('one client holding many connections cannot shut the others out', async (t) => {
+  const { port } = await collecting(t)
+  const held = await Promise.all(Array.from({ length: 40 }, async () => await openSmtp(t, port)))
+  const greetingOf = async (): Promise<string> => {
+    const socket = net.connect(port, '127.0.0.1')
+    t.teardown(() => socket.destroy())
+    const [chunk] = await once(socket, 'data') as [Buffer]
+    return chunk.toString('latin1')
+  }
+  t.match(await greetingOf(), /^421 4\.7\.0 Too many connections from your address/, 'the 41st from one address is refused')
+  await held[0]?.quit()
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  const again = await openSmtp(t, port)
+  t.match(await again.command('EHLO client.example.jp'), /^250/, 'a freed place is taken again')
+  for (const session of held) await session.quit()
 })
