@@ -271,7 +271,9 @@ function finish (mailSubject: string, draft: Draft, problems: GrammarProblem[]):
     problems.push({ line: 1, ja: '宛先の行がありません（例: 宛先: 1年2組）', en: 'no target line (e.g. "to: 1年2組")' })
   }
 
-  const subject = draft.subject ?? mailSubject.trim()
+  // A decoded mail subject may carry line breaks (an encoded CR LF); the broadcast's subject is
+  // a header and must not, so they become spaces here, as the preview shows them.
+  const subject = (draft.subject ?? mailSubject).replace(/[\r\n]+/g, ' ').trim()
   if (subject === '') {
     problems.push({ line: 0, ja: '件名がありません（メールの件名か「件名:」の行に書いてください）', en: 'no subject: give the mail a subject or write a "subject:" line' })
   }

@@ -151,3 +151,8 @@ t.test('a new command is told from a reply by its keyword lines', async (t) => {
   t.notOk(isCommand('暗証番号: 1234\n482913'), 'a PIN line alone is no command')
   t.notOk(isCommand(`482913\n> 宛先: 1年2組`), 'quoted keyword lines do not count')
 })
+
+t.test('a line break decoded in the mail subject becomes a space, so the broadcast can still go', async (t) => {
+  const c = parseCommand({ subject: '件名\r\nBcc: evil@au.com', text: '宛先: 全校\n\n本文です。' })
+  t.equal(c.subject, '件名 Bcc: evil@au.com', 'one header line, as the preview shows it')
+})
