@@ -418,7 +418,8 @@ t.test('send posts to the API under the path of --url, with the targets and prio
 t.test('dkim-keygen writes a 0600 key and prints the DKIM, SPF and DMARC records; it never overwrites a key', async (t) => {
   const dir = t.testdir()
   const out = join(dir, 'dkim.pem')
-  const args = ['dkim-keygen', '--domain', 'mimamori.example.jp', '--selector', 'mm2026', '--out', out]
+  const args = ['dkim-keygen', '--domain', 'mimamori.example.jp', '--selector', 'mm2026', '--out', out,
+    '--rua', 'dmarc-reports@city.example.jp']
   const result = await runCli(t, args)
   t.equal(result.code, 0, result.stderr)
   t.equal(statSync(out).mode & 0o777, 0o600, 'the key file is 0600')
@@ -432,7 +433,7 @@ t.test('dkim-keygen writes a 0600 key and prints the DKIM, SPF and DMARC records
   const spki = createPublicKey(createPrivateKey(pem)).export({ format: 'der', type: 'spki' }).toString('base64')
   t.equal(value, `v=DKIM1; k=rsa; p=${spki}`, 'the record publishes the public half of the written key')
   t.match(result.stdout, /^mimamori\.example\.jp\. 3600 IN TXT "v=spf1 mx -all"$/m)
-  t.match(result.stdout, /^_dmarc\.mimamori\.example\.jp\. 3600 IN TXT "v=DMARC1; p=none; rua=mailto:dmarc@mimamori\.example\.jp"$/m)
+  t.match(result.stdout, /^_dmarc\.mimamori\.example\.jp\. 3600 IN TXT "v=DMARC1; p=none; rua=mailto:dmarc-reports@city\.example\.jp"$/m)
 
   const again = await runCli(t, args)
   assertRefused(t, again, 'MIMAMORI_CONFLICT', /dkim\.pem exists; give another --out/)
