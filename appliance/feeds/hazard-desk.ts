@@ -256,7 +256,7 @@ export class HazardDesk {
   }
 
   private stillMatches (draft: AlertDraft, event: HazardEvent): boolean {
-    const rule = listRules(this.#o.store).find((r) => r.id === draft.ruleId)
+    const rule = this.#o.store.alertRules.get(draft.ruleId) as AlertRule | undefined
     return rule !== undefined && matchingAreas(rule, event, this.#o.config).length > 0
   }
 
@@ -272,7 +272,7 @@ export class HazardDesk {
   // The notice goes to the same people as the alert; it is held like the rule's alerts (none
   // for earthquakes) or waits for approval when the rule does.
   private notice (sent: AlertDraft, event: HazardEvent): AlertDraft {
-    const rule = listRules(this.#o.store).find((r) => r.id === sent.ruleId)
+    const rule = this.#o.store.alertRules.get(sent.ruleId) as AlertRule | undefined
     const text = noticeText({ subject: sent.subject, body: sent.body }, event, sent.drill, this.#o.config.timeZone)
     const mode = rule === undefined ? { state: 'awaiting-approval' as const } : this.modeState(rule, event)
     return this.create({

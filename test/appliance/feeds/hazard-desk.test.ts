@@ -2,6 +2,7 @@ import t, { type Test } from 'tap'
 import pino from 'pino'
 import { startAppliance, testConfig, waitFor, type Harness } from '../../helpers.js'
 import { subscribe } from '../../delivered-broadcast.js'
+import { parseAddress } from '../../../appliance/address.js'
 import { Appliance } from '../../../appliance/appliance.js'
 import type { HazardArea, HazardEvent } from '../../../appliance/feeds/hazard-event.js'
 import type { AlertRuleConfig } from '../../../appliance/feeds/feeds-config.js'
@@ -45,17 +46,17 @@ function rule (fields: Partial<AlertRuleConfig> & Pick<AlertRuleConfig, 'id' | '
   }
 }
 
-async function city (t: Test, rules: AlertRuleConfig[]): Promise<Harness & { parents: number }> {
+async function city (t: Test, rules: AlertRuleConfig[]): Promise<Harness> {
   const harness = await startAppliance(t, { config: { feeds: { rules } } })
   const { appliance } = harness
   subscribe(appliance, 'higashi-es', 'mama@docomo.ne.jp')
   subscribe(appliance, 'nishi-es', 'papa@au.com')
   const staff = appliance.directory.groupByPath('higashi-es', ['教職員'], true)
   const { subscriber } = appliance.directory.upsertSubscriber({
-    address: (await import('../../../appliance/address.js')).parseAddress('sensei@softbank.ne.jp')
+    address: parseAddress('sensei@softbank.ne.jp')
   })
   appliance.directory.addMembership(subscriber.id, 'higashi-es', staff?.id)
-  return { ...harness, parents: 3 }
+  return harness
 }
 
 function broadcastsBy (appliance: Appliance): Array<{ id: number, subject: string, createdBy: string, total: number }> {
