@@ -360,11 +360,17 @@ export class Dispatcher extends EventEmitter {
   private record (running: Running, pace: RoutePace, rows: Map<number, LedgerRow>, outcomes: Outcome[]): void {
     const now = Date.now()
     const route = pace.target.name
+    const firstBefore = running.firstAcceptedAt
     for (const outcome of outcomes) {
       const row = rows.get(outcome.seq)
       if (row === undefined) continue
       running.inFlight.delete(outcome.seq)
       this.apply(running, pace, route, outcome, row, now)
+    }
+    // one write per batch, however its outcomes are ordered
+    const first = running.firstAcceptedAt
+    if (first !== firstBefore && first !== undefined) {
+      this.#o.book.update(running.broadcast.id, { firstAcceptedAt: new Date(first).toISOString() })
     }
     this.finishIfComplete(running)
   }
@@ -381,10 +387,7 @@ export class Dispatcher extends EventEmitter {
       // the gateway's time, not the batch's: the first of a batch was accepted well before its last
       const at = Math.min(outcome.at ?? now, now)
       pace.sent++
-      if (running.firstAcceptedAt === undefined || at < running.firstAcceptedAt) {
-        running.firstAcceptedAt = at
-        this.#o.book.update(running.broadcast.id, { firstAcceptedAt: new Date(at).toISOString() })
-      }
+      running.firstAcceptedAt = Math.min(running.firstAcceptedAt ?? at, at)
       running.lastAcceptedAt = Math.max(running.lastAcceptedAt ?? 0, at)
       this.write(running, route, seq, row, { ...detail, st: 'accepted', at })
       return
