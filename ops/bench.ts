@@ -222,7 +222,9 @@ async function pushCeiling (fleet: SimulatorFleet, n: number, dkim?: { pem: stri
     mailDomain: 'mimamori.example.jp', baseUrl: 'https://mimamori.example.jp', priority: 'emergency'
   })
   const signer = dkim === undefined ? undefined : new DkimSigner({ domain: 'mimamori.example.jp', selector: 'bench', privateKey: dkim.pem })
-  const built = Array.from({ length: 1000 }, (_, i) => template.render({ to: `parent${i}@docomo.ne.jp`, token: `t${i}xxxxxxxxxxxxxxxxxxxxxxxx` }).raw)
+  const built = Array.from({ length: 1000 }, (_, i) => template.render({
+    to: `parent${i}@docomo.ne.jp`, token: `t${i}xxxxxxxxxxxxxxxxxxxxxxxx`, bounceToken: `b${i}xxxxxxxxxxxxxxxxxxxxxxxx`
+  }).raw)
   const pools = new Map<string, Transporter>(ROUTES.map((route) => [route, nodemailer.createTransport({
     pool: true, host: '127.0.0.1', port: fleet.ports[route], maxConnections: CONNECTIONS_PER_ROUTE, maxMessages: 1000,
     getSocket: noDelaySocket(30_000)

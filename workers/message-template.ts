@@ -28,8 +28,8 @@ export interface RecipientFields {
   to: string
   /** the recipient token: links, Reply-To, Message-ID */
   token: string
-  /** the return-path token (recipient-token.ts); the recipient token when absent */
-  bounceToken?: string
+  /** the return-path token, signed for bounces only (recipient-token.ts) */
+  bounceToken: string
 }
 
 export interface RenderedMessage {
@@ -204,8 +204,9 @@ function checkShared (content: BroadcastContent): void {
 function checkRecipient (recipient: RecipientFields): void {
   assertHeaderSafe('to', recipient.to)
   assertHeaderSafe('token', recipient.token)
+  assertHeaderSafe('bounceToken', recipient.bounceToken)
 
-  if (!TOKEN.test(recipient.token) || (recipient.bounceToken !== undefined && !TOKEN.test(recipient.bounceToken))) {
+  if (!TOKEN.test(recipient.token) || !TOKEN.test(recipient.bounceToken)) {
     throw new MimamoriError('MIMAMORI_BAD_REQUEST', 'token may hold only [A-Za-z0-9_-]')
   }
   if (!SMTP_ADDRESS.test(recipient.to)) {
@@ -297,7 +298,7 @@ export class MessageTemplate {
     ])
 
     const raw = this.#signer === undefined ? unsigned : this.#signer.sign(unsigned)
-    return { envelopeFrom: `bounce+${recipient.bounceToken ?? token}@${domain}`, to, messageId, raw }
+    return { envelopeFrom: `bounce+${recipient.bounceToken}@${domain}`, to, messageId, raw }
   }
 
   // RFC 8058 needs only the HTTPS URI; the mailto URI and Reply-To appear when replies are read.

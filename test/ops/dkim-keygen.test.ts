@@ -20,7 +20,7 @@ function signedMessage (privateKeyPem: string, selector: string): Buffer {
     baseUrl: 'https://mimamori.example.jp',
     priority: 'emergency'
   }, { signer })
-  return template.render({ to: 'hanako@au.com', token: 'abc' }).raw
+  return template.render({ to: 'hanako@au.com', token: 'abc', bounceToken: 'def' }).raw
 }
 
 async function verifyAgainst (raw: Buffer, name: string, value: string) {

@@ -45,7 +45,7 @@ async function verify (raw: Buffer, record: string) {
 
 function signedMessage (privateKey: string | KeyObject): Buffer {
   const signer = new DkimSigner({ domain: DOMAIN, selector: SELECTOR, privateKey })
-  const recipient = { to: '"taro..yamada."@docomo.ne.jp', token: 'tok-1' }
+  const recipient = { to: '"taro..yamada."@docomo.ne.jp', token: 'tok-1', bounceToken: 'bnc-1' }
   return new MessageTemplate(CONTENT, { signer }).render(recipient).raw
 }
 

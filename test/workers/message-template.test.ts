@@ -31,7 +31,8 @@ function content (overrides: Partial<BroadcastContent> = {}): BroadcastContent {
 
 const RECIPIENT = {
   to: '"taro..yamada."@docomo.ne.jp',
-  token: 'Tk_0123456789-abcdefghijklmnopqrstuvwxyzABCDEFGHIJ'
+  token: 'Tk_0123456789-abcdefghijklmnopqrstuvwxyzABCDEFGHIJ',
+  bounceToken: 'Bt_9876543210-zyxwvutsrqponmlkjihgfedcbaJIHGFEDCBA'
 }
 
 function headerBlock (raw: Buffer): string {
@@ -119,11 +120,12 @@ t.test('an English footer is used when asked', async (t) => {
 
 t.test('the headers carry the token, the one-click unsubscribe and the sender', async (t) => {
   const message = new MessageTemplate(content()).render(RECIPIENT, new Date('2024-05-07T00:30:00Z'))
-  const { token } = RECIPIENT
+  const { token, bounceToken } = RECIPIENT
   const headers = headerBlock(message.raw)
   const parsed = await simpleParser(message.raw)
 
-  t.equal(message.envelopeFrom, `bounce+${token}@mail.mimamori.example`)
+  t.equal(message.envelopeFrom, `bounce+${bounceToken}@mail.mimamori.example`, 'the return path has its own token')
+  t.notMatch(message.raw.toString('latin1'), bounceToken, 'which appears nowhere in the message')
   t.equal(message.to, RECIPIENT.to)
   t.equal(message.messageId, `<b-20240507-1.${token}@mail.mimamori.example>`)
   t.equal(parsed.messageId, message.messageId)
@@ -163,7 +165,7 @@ t.test('messages of one broadcast differ by recipient only', async (t) => {
   const template = new MessageTemplate(content())
   const date = new Date()
   const a = template.render(RECIPIENT, date)
-  const b = template.render({ to: 'hanako@au.com', token: 'other-token' }, date)
+  const b = template.render({ to: 'hanako@au.com', token: 'other-token', bounceToken: 'other-bounce' }, date)
   t.not(a.messageId, b.messageId)
   t.match(decodeBody(b.raw), '/r/other-token')
   t.notMatch(decodeBody(b.raw), RECIPIENT.token)
@@ -185,11 +187,13 @@ t.test('a line break in a shared header field is refused when the template is ma
 
 t.test('a line break in a recipient field is refused at render', async (t) => {
   const template = new MessageTemplate(content())
-  const render = (to: string, token: string) => () => template.render({ to, token })
+  const render = (to: string, token: string, bounceToken = 'ok') => () => template.render({ to, token, bounceToken })
   t.throws(render('a@au.com\r\nBcc: x@y.jp', 'ok'), { code: 'MIMAMORI_HEADER_INJECTION' })
   t.throws(render('a@au.com', 'ok\nBcc: x@y.jp'), { code: 'MIMAMORI_HEADER_INJECTION' })
   t.throws(render('a@au.com', 'not a token'), { code: 'MIMAMORI_BAD_REQUEST' })
   t.throws(render('a@au.com', ''), { code: 'MIMAMORI_BAD_REQUEST' })
+  t.throws(render('a@au.com', 'ok', 'ok\r\nBcc: x@y.jp'), { code: 'MIMAMORI_HEADER_INJECTION' })
+  t.throws(render('a@au.com', 'ok', 'not a token'), { code: 'MIMAMORI_BAD_REQUEST' })
   t.throws(render('a@au.com, b@au.com', 'ok'), { code: 'MIMAMORI_BAD_ADDRESS' })
 })
 
@@ -207,7 +211,7 @@ t.test('formatDate gives an RFC 5322 date in Japan time', async (t) => {
 
 t.test('a message offers no reply channel while the appliance does not read replies', async (t) => {
   const template = new MessageTemplate(content({ repliesRead: false }))
-  const message = template.render({ to: 'hanako@docomo.ne.jp', token: 'tok_123' })
+  const message = template.render({ to: 'hanako@docomo.ne.jp', token: 'tok_123', bounceToken: 'bnc_123' })
   const raw = message.raw.toString('latin1').replace(/\r\n[ \t]+/g, ' ')
   t.match(raw, /^List-Unsubscribe: <https:\/\/mimamori\.example\.jp\/u\/tok_123>\r$/m, 'the HTTPS URI alone')
   t.notMatch(raw, /^Reply-To:/m)
