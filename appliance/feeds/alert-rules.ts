@@ -17,8 +17,8 @@ export interface AlertRule extends AlertRuleConfig {
 /** Writes the configuration's rules into the store; rules staff made are left as they are. */
 export function seedRules (store: Store, config: Config): number {
   const now = new Date().toISOString()
+  // checkConfig has checked each rule's level and id already
   for (const rule of config.feeds.rules) {
-    checkRule(rule)
     store.alertRules.putSync(rule.id, { ...rule, source: 'config', updatedAt: now })
   }
   const configured = new Set(config.feeds.rules.map((r) => r.id))
