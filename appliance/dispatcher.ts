@@ -401,7 +401,9 @@ export class Dispatcher extends EventEmitter {
 
     pace.deferred++
     if (outcome.category === 'throttled') pace.throttle(now)
-    this.defer(running, route, seq, row, detail, now, outcome.category === 'connection')
+    const final = this.defer(running, route, seq, row, detail, now, outcome.category === 'connection')
+    // given up after its last attempt: failed for good, like a 5xx
+    if (final === 'failed') pace.failed++
   }
 
   // A lost connection says nothing about the recipient: its first retry comes at once, on a
@@ -409,21 +411,22 @@ export class Dispatcher extends EventEmitter {
   private defer (
     running: Running, route: string, seq: number, row: LedgerRow, detail: Partial<LedgerRow>, now: number,
     connectionLost = false
-  ): void {
+  ): LedgerState {
     const { delivery } = this.#o.config
     if (running.cancelled) {
       this.write(running, route, seq, row, { ...detail, st: 'cancelled', at: now })
-      return
+      return 'cancelled'
     }
     if (row.n >= delivery.maxAttempts) {
       this.write(running, route, seq, row, { ...detail, st: 'failed', m: `expired: ${detail.m ?? ''}`, at: now })
-      return
+      return 'failed'
     }
     const backOff = Math.min(delivery.retryMaxSeconds, delivery.retryBaseSeconds * 2 ** (row.n - 1)) * 1000
     const delay = connectionLost && row.n <= 1 ? Math.min(backOff, QUICK_RETRY_MS) : backOff
     const at = now + Math.round(delay * (0.9 + Math.random() * 0.2))
     this.write(running, route, seq, row, { ...detail, st: 'deferred', t: at })
     running.cursors.get(route)?.retries.push({ at, seq })
+    return 'deferred'
   }
 
   // A 5xx speaks about the address: the bounce policy decides (suppress, flag, count).

@@ -15,7 +15,8 @@ const ROUTE_COUNTERS: Array<[string, string, (r: RoutePace) => number]> = [
   ['mimamori_route_sent_total', 'Messages accepted by the route\'s gateway.', (r) => r.sent],
   ['mimamori_route_deferred_total', 'Messages deferred (4xx or connection failure).',
     (r) => r.deferred],
-  ['mimamori_route_failed_total', 'Messages refused permanently (5xx).', (r) => r.failed],
+  ['mimamori_route_failed_total', 'Messages failed for good: refused (5xx) or given up after the last retry.',
+    (r) => r.failed],
   ['mimamori_route_throttled_total', 'Slow-down answers (421, 4.7.x) from the gateway.',
     (r) => r.throttles]
 ]
@@ -55,7 +56,9 @@ export function metricsText (appliance: Appliance): string {
 
 // A feed that stopped answering must be seen before the next earthquake, not after it.
 function feedFamilies (lines: string[], appliance: Appliance): void {
-  const feeds = [...appliance.feeds.status(), ...appliance.capFeeds.status()]
+  // JMA feeds are listed only when polled: a feed switched off must not read as a healthy one
+  const jma = appliance.config.feeds.jma.enabled ? appliance.feeds.status() : []
+  const feeds = [...jma, ...appliance.capFeeds.status()]
   family(lines, 'mimamori_feed_failures', 'gauge', 'Polls of the feed that failed in a row (0: the last one worked).',
     feeds.map((f) => [{ feed: f.url }, f.failures]))
   family(lines, 'mimamori_feed_last_success_seconds', 'gauge',

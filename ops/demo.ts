@@ -137,7 +137,7 @@ function printWelcome (url: string, inbound: string, dataDir: string, token: str
     'Mimamori demo',
     `  data folder (temporary): ${dataDir}`,
     `  sample city: 松山市 — 3 schools, a kindergarten, the fire department, ${count + 4} subscribers`,
-    `  API:      ${url}/api/v1/broadcasts   (Authorization: Bearer ${token})`,
+    `  API:      ${url}/api/v1/broadcasts   (admin token — Authorization: Bearer ${token})`,
     `  health:   ${url}/healthz`,
     `  metrics:  ${url}/metrics`,
     `  inbound mail (sign-up, replies, bounces, mail-in commands): ${inbound}`,

@@ -117,6 +117,7 @@ t.test('/metrics counts outcomes per route, lane depth mid-send and final ledger
     t.equal(value(after, `mimamori_route_deferred_total{route="${route}"}`), 0)
     t.equal(value(after, `mimamori_route_failed_total{route="${route}"}`), 0)
   }
+  t.notMatch(after, 'mimamori_feed_failures{', 'JMA feeds switched off (the default) are not listed as feeds')
 })
 
 t.test('final ledger states add up over broadcasts and lanes count each priority apart', async (t) => {

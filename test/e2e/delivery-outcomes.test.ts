@@ -80,6 +80,8 @@ t.test('a recipient deferred on every attempt fails as expired after the last at
   const row = rowOf(appliance, broadcast, id)
   t.equal(row?.n, 3)
   t.match(row?.m, /^expired/)
+  const softbank = appliance.dispatcher.metrics().routes.find((r) => r.target.name === 'softbank')
+  t.match(softbank, { deferred: 3, failed: 1 }, 'the route counts the give-up as failed, as the ledger does')
 })
 
 t.test('a 550 user unknown fails the recipient and suppresses the address for later broadcasts', async (t) => {

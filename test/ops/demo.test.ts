@@ -39,7 +39,7 @@ t.test('demo sends the sample alert, prints a per-route table that adds up and i
   t.match(out, `  metrics:  ${url as string}/metrics\n`)
   const dataDir = /data folder \(temporary\): (\S+)\n/.exec(out)?.[1] ?? ''
   t.ok(dataDir.startsWith(tmp) && existsSync(dataDir), 'the temporary data folder exists while the demo runs')
-  const token = /Authorization: Bearer (mmr_\S+)\)/.exec(out)?.[1] ?? ''
+  const token = /\(admin token — Authorization: Bearer (mmr_\S+)\)/.exec(out)?.[1] ?? ''
 
   const progress = out.match(/^ {2}(sending|done) +accepted \d+\/\d+ +deferred \d+ +failed \d+$/gm) ?? []
   t.ok(progress.length > 0, 'progress lines were printed')
